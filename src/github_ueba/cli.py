@@ -1,0 +1,100 @@
+"""`github-ueba <command> [key=value ...]`: the pipeline stages and the analyst's commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Callable
+
+from github_ueba.config import Config, ConfigError, load
+from github_ueba.errors import UebaError
+
+log = logging.getLogger("github_ueba")
+
+
+def _stage(name: str) -> Callable[[Config], Any]:
+    from github_ueba import stages
+
+    return getattr(stages, name)
+
+
+def _run_all(cfg: Config) -> None:
+    for name in ("ingest", "features", "train", "detect"):
+        log.info("== %s", name)
+        _stage(name)(cfg)
+
+
+def _show(cfg: Config, args: argparse.Namespace) -> None:
+    from github_ueba.summary import print_summary
+
+    print_summary(cfg, top=args.top)
+
+
+def _kql_print(cfg: Config, args: argparse.Namespace) -> None:
+    from github_ueba.sources.log_analytics import render_query
+
+    print(render_query(cfg))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="github-ueba", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. source=files source.path=exports/")
+        p.add_argument("--params", help="read this composed params file (what DVC stages use) instead of conf/")
+        return p
+
+    for name, text in [
+        ("ingest", "read the source and compute base features per actor-day (kql/)"),
+        ("features", "add per-actor behaviour features"),
+        ("train", "fit the IsolationForest pipeline"),
+        ("detect", "score the detect window, flag and explain"),
+        ("run", "ingest, features, train and detect in one go (without DVC)"),
+    ]:
+        with_config(sub.add_parser(name, help=text))
+    show = with_config(sub.add_parser("show", help="print the top anomalies with reasons and metrics"))
+    show.add_argument("--top", type=int, default=15)
+    kql = sub.add_parser("kql", help="KQL helpers")
+    kql_sub = kql.add_subparsers(dest="kql_command", required=True)
+    with_config(kql_sub.add_parser("print", help="print the full Log Analytics query (paste into the portal)"))
+    sub.add_parser("setup-kql", help="install duckdb-kql and its antlr4 runtime into <venv>/kql-lib")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors print one clear line and exit 2, never a traceback."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "setup-kql":
+            from github_ueba.kql_setup import install_kql_lib
+
+            print(f"duckdb-kql installed in {install_kql_lib()}")
+            return 0
+        cfg = load(args.overrides, params=args.params)
+        if args.command == "run":
+            _run_all(cfg)
+        elif args.command == "show":
+            _show(cfg, args)
+        elif args.command == "kql":
+            _kql_print(cfg, args)
+        else:
+            result = _stage(args.command)(cfg)
+            if args.command == "detect":
+                from github_ueba.summary import print_summary
+
+                print_summary(cfg, top=10)
+            elif result is not None:
+                log.info("%s: %s", args.command, {k: v for k, v in result.items() if not isinstance(v, (list, dict))})
+    except (ConfigError, UebaError) as err:
+        print(f"github-ueba {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Per actor-day features: base counts from kql/ and behaviour baselines on top of them."""

@@ -1,0 +1,66 @@
+"""The top-anomalies table and headline metrics printed after `detect` and by `make demo`."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+
+from github_ueba.config import Config
+
+WIDTH = 100
+
+
+def format_anomalies(anomalies: pd.DataFrame, top: int = 15, width: int = WIDTH) -> str:
+    """Ranked anomalies as fixed-width text: one header line per actor-day, reasons wrapped below."""
+    lines = [f"{'#':>3}  {'actor':<24} {'day':<10} {'score':>6}  reasons", "-" * width]
+    indent = " " * 5
+    for row in anomalies.head(top).itertuples(index=False):
+        actor = str(row.actor)
+        actor = actor if len(actor) <= 24 else actor[:23] + "…"
+        head = f"{int(row.rank):>3}  {actor:<24} {row.day:<10} {row.anomaly_score:>6.3f}  "
+        reasons = str(row.reasons) if isinstance(row.reasons, str) else ""
+        wrapped = textwrap.wrap(reasons, width=width - len(head)) or [""]
+        lines.append(head + wrapped[0])
+        rest = " ".join(wrapped[1:])
+        lines.extend(textwrap.wrap(rest, width=width, initial_indent=indent, subsequent_indent=indent))
+    return "\n".join(lines)
+
+
+def format_metrics(metrics: dict) -> str:
+    """Headline detection metrics (those present), one per line."""
+    keys = [
+        ("n_scored", "actor-days scored"),
+        ("n_flagged", "flagged"),
+        ("average_precision", "average precision"),
+        ("roc_auc", "ROC AUC"),
+        ("recall_at_1pct", "recall in top 1%"),
+        ("precision_at_1pct", "precision in top 1%"),
+        ("benign_in_top_1pct", "benign look-alikes in top 1%"),
+        ("flag_precision", "precision of flags"),
+        ("flag_recall", "recall of flags"),
+    ]
+    out = []
+    for key, text in keys:
+        if key in metrics and metrics[key] is not None:
+            value = metrics[key]
+            out.append(f"  {text:<32} {value:.3f}" if isinstance(value, float) else f"  {text:<32} {value}")
+    per_scenario = metrics.get("recall_per_scenario_top_1pct") or {}
+    if per_scenario:
+        out.append("  recall per scenario (top 1%):")
+        out.extend(f"    {name:<30} {value:.2f}" for name, value in sorted(per_scenario.items()))
+    return "\n".join(out)
+
+
+def print_summary(cfg: Config, top: int = 15) -> None:
+    """Print the top anomalies of the last `detect` and its metrics."""
+    out = Path(cfg.paths.data) / "detect"
+    anomalies = pd.read_csv(out / "anomalies.csv")
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(f"Top {min(top, len(anomalies))} of {len(anomalies)} flagged actor-days ({out / 'anomalies.csv'}):")
+    print(format_anomalies(anomalies, top=top))
+    print()
+    print("Detection metrics" + (" against the simulator's labels:" if "average_precision" in metrics else ":"))
+    print(format_metrics(metrics))
