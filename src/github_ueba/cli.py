@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import sys
 from typing import Any, Callable
@@ -37,6 +38,13 @@ def _kql_print(cfg: Config, args: argparse.Namespace) -> None:
     print(render_query(cfg))
 
 
+def _parse_day(text: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise UebaError(f"day {text!r}: expected YYYY-MM-DD") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="github-ueba", description=__doc__)
@@ -58,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         with_config(sub.add_parser(name, help=text))
     show = with_config(sub.add_parser("show", help="print the top anomalies with reasons and metrics"))
     show.add_argument("--top", type=int, default=15)
+    explain = sub.add_parser("explain", help="one actor-day: features vs baseline, score and rank, raw events")
+    explain.add_argument("actor")
+    explain.add_argument("day", help="YYYY-MM-DD")
+    with_config(explain)
+    with_config(sub.add_parser("compare", help="our model vs the paper's method on the same features and labels"))
     kql = sub.add_parser("kql", help="KQL helpers")
     kql_sub = kql.add_subparsers(dest="kql_command", required=True)
     with_config(kql_sub.add_parser("print", help="print the full Log Analytics query (paste into the portal)"))
@@ -80,6 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             _run_all(cfg)
         elif args.command == "show":
             _show(cfg, args)
+        elif args.command == "explain":
+            from github_ueba.analyst import explain
+
+            print(explain(cfg, args.actor, _parse_day(args.day)))
+        elif args.command == "compare":
+            from github_ueba.compare import compare
+
+            print(compare(args.overrides, params=args.params).to_string(float_format=lambda v: f"{v:.3f}"))
         elif args.command == "kql":
             _kql_print(cfg, args)
         else:

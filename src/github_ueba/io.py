@@ -22,6 +22,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        tmp.chmod(0o644)  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -48,7 +48,7 @@ def read_window(cfg: Config) -> Window:
 
 
 def _latest_event(events_path: Path) -> dt.datetime | None:
-    latest = duckdb.sql(f"SELECT max(timestamp) FROM read_parquet('{events_path}')").fetchone()[0]
+    latest = duckdb.execute(f"SELECT max(timestamp) FROM read_parquet('{events_path}')").fetchone()[0]
     if latest is None:
         return None
     return dt.datetime.fromtimestamp(latest / 1000, tz=dt.timezone.utc)
@@ -57,7 +57,7 @@ def _latest_event(events_path: Path) -> dt.datetime | None:
 def _event_quality(events_path: Path, window: Window) -> dict[str, Any]:
     start_ms = int(dt.datetime.combine(window.start, dt.time(), dt.timezone.utc).timestamp() * 1000)
     end_ms = int(dt.datetime.combine(window.end_exclusive, dt.time(), dt.timezone.utc).timestamp() * 1000)
-    per_day = duckdb.sql(
+    per_day = duckdb.execute(
         f"""
         SELECT CAST(to_timestamp(timestamp / 1000) AT TIME ZONE 'UTC' AS DATE) AS day, count(*) AS n
         FROM read_parquet('{events_path}')
@@ -65,7 +65,7 @@ def _event_quality(events_path: Path, window: Window) -> dict[str, Any]:
         GROUP BY ALL
         """
     ).df()
-    total = duckdb.sql(f"SELECT count(*) FROM read_parquet('{events_path}')").fetchone()[0]
+    total = duckdb.execute(f"SELECT count(*) FROM read_parquet('{events_path}')").fetchone()[0]
     days = pd.date_range(window.start, window.end, freq="D").date
     present = set(pd.to_datetime(per_day["day"]).dt.date) if len(per_day) else set()
     missing = [d.isoformat() for d in days if d not in present]
@@ -230,7 +230,8 @@ def score_rows(cfg: Config, detector: Any, rows: pd.DataFrame) -> pd.DataFrame:
     return scored
 
 
-def _labels(cfg: Config) -> pd.DataFrame | None:
+def labelled(cfg: Config) -> pd.DataFrame | None:
+    """The simulator's labels (`actor, day, scenario`), or None for sources without labels."""
     path = stage_dir(cfg, "ingest") / "labels.csv"
     if not path.exists():
         return None
@@ -268,12 +269,15 @@ def detect(cfg: Config) -> dict[str, Any]:
         "score_p50": float(scored["anomaly_score"].quantile(0.5)),
         "score_p99": float(scored["anomaly_score"].quantile(0.99)),
     }
-    labels = _labels(cfg)
+    labels = labelled(cfg)
     if labels is not None:
         metrics.update(detection_metrics(scored[["actor", "day", "anomaly_score", "is_anomaly"]], labels))
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     _write_plots(scored, out / "plots")
     io.write_json(metrics, out / "metrics.json")
+    from github_ueba.report import write_report
+
+    write_report(cfg, out, scored, metrics)
     return metrics
 
 

@@ -36,21 +36,24 @@ def format_metrics(metrics: dict) -> str:
         ("n_flagged", "flagged"),
         ("average_precision", "average precision"),
         ("roc_auc", "ROC AUC"),
-        ("recall_at_1pct", "recall in top 1%"),
-        ("precision_at_1pct", "precision in top 1%"),
-        ("benign_in_top_1pct", "benign look-alikes in top 1%"),
-        ("flag_precision", "precision of flags"),
-        ("flag_recall", "recall of flags"),
+        ("recall_top1pct", "recall in top 1%"),
+        ("precision_top1pct", "precision in top 1%"),
+        ("benign_top1pct_count", "benign look-alikes in top 1%"),
+        ("flagged_precision", "precision of flags"),
+        ("flagged_recall", "recall of flags"),
     ]
     out = []
     for key, text in keys:
         if key in metrics and metrics[key] is not None:
             value = metrics[key]
             out.append(f"  {text:<32} {value:.3f}" if isinstance(value, float) else f"  {text:<32} {value}")
-    per_scenario = metrics.get("recall_per_scenario_top_1pct") or {}
-    if per_scenario:
-        out.append("  recall per scenario (top 1%):")
-        out.extend(f"    {name:<30} {value:.2f}" for name, value in sorted(per_scenario.items()))
+    scenarios = sorted({k.split("/", 1)[1] for k in metrics if k.startswith("recall_top1pct/")})
+    if scenarios:
+        out.append(f"  {'recall per scenario':<32} {'top 1%':>7} {'flagged':>8}")
+        out.extend(
+            f"    {name:<30} {metrics[f'recall_top1pct/{name}']:>7.2f} {metrics.get(f'recall_flagged/{name}', float('nan')):>8.2f}"
+            for name in scenarios
+        )
     return "\n".join(out)
 
 

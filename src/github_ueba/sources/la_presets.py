@@ -130,7 +130,7 @@ PRESETS: dict[str, Preset] = {
 
 
 @dataclass(frozen=True)
-class Mapping_:
+class ColumnMapping:
     """The resolved mapping: the workspace table, the timestamp sources, and canonical -> source (None = absent)."""
 
     table: str
@@ -169,14 +169,16 @@ def _parse_override(canonical: str, value: str) -> Optional[SourceColumn]:
     return SourceColumn(check_identifier(name, key), kind or "")
 
 
-def resolve_mapping(preset: str, table: Optional[str] = None, columns: Optional[Mapping[str, str]] = None) -> Mapping_:
+def resolve_mapping(
+    preset: str, table: Optional[str] = None, columns: Optional[Mapping[str, str]] = None
+) -> ColumnMapping:
     """Apply the config's `table` and `columns` overrides to a preset, validating every name."""
     base = get_preset(preset)
     resolved_table = check_identifier(table, "source.table") if table else base.table
-    mapped: dict[str, Optional[SourceColumn]] = {c: base.columns.get(c) for c in MAPPABLE_COLUMNS}
+    mapped: dict[str, Optional[SourceColumn]] = {c: base.columns.get(c) for c in MAPPABLE_COLUMNS if c != "timestamp"}
     timestamp = base.timestamp
     for canonical, value in (columns or {}).items():
-        if canonical != "timestamp" and canonical not in MAPPABLE_COLUMNS:
+        if canonical not in MAPPABLE_COLUMNS:
             raise ConfigError(
                 f"config key 'source.columns.{canonical}': not a canonical column; expected one of {MAPPABLE_COLUMNS}"
             )
@@ -186,7 +188,7 @@ def resolve_mapping(preset: str, table: Optional[str] = None, columns: Optional[
             timestamp = (SourceColumn(override.name, override.kind or base.timestamp[0].kind),)
         else:
             mapped[canonical] = None if override is None else SourceColumn(override.name, override.kind or "string")
-    return Mapping_(table=resolved_table, timestamp=timestamp, columns=mapped)
+    return ColumnMapping(table=resolved_table, timestamp=timestamp, columns=mapped)
 
 
 def _ref(col: SourceColumn) -> str:
@@ -209,23 +211,29 @@ def _value_expr(col: Optional[SourceColumn]) -> str:
     return f"tostring({_ref(col)})"
 
 
-def prelude(preset: str, table: Optional[str] = None, columns: Optional[Mapping[str, str]] = None) -> str:
-    """`let GH_Audit_Logs_CL = <table> | project <canonical columns>;` for the preset plus overrides.
+def mapping_query(preset: str, table: Optional[str] = None, columns: Optional[Mapping[str, str]] = None) -> str:
+    """`<table> | project <canonical columns>`: the deployment's table seen as the canonical events table.
 
     Datetime sources become epoch ms, numbers become integer strings, absent columns typed empty values,
-    so the canonical table has the same columns and types whatever the deployment.
+    so the result has the same columns and types whatever the deployment.
     """
     mapping = resolve_mapping(preset, table, columns)
     stamps = [_timestamp_expr(c) for c in mapping.timestamp]
-    parts = [f"timestamp = {stamps[0] if len(stamps) == 1 else 'coalesce(' + ', '.join(stamps) + ')'}"]
-    for canonical in CANONICAL_COLUMNS:
-        if canonical == "timestamp":
-            continue
-        if canonical == "source_file":
-            parts.append(f"source_file = '{mapping.table}'")
-        elif canonical == "source_line":
-            parts.append("source_line = long(null)")
-        else:
-            parts.append(f"{canonical} = {_value_expr(mapping.columns[canonical])}")
+    exprs = {"timestamp": stamps[0] if len(stamps) == 1 else f"coalesce({', '.join(stamps)})",
+             "source_file": f"'{mapping.table}'", "source_line": "long(null)"}
+    parts = [f"['{c}'] = {exprs[c] if c in exprs else _value_expr(mapping.columns[c])}" for c in CANONICAL_COLUMNS]
     body = ",\n    ".join(parts)
-    return f"let {KQL_TABLE} = ['{mapping.table}']\n| project\n    {body};"
+    return f"['{mapping.table}']\n| project\n    {body}"
+
+
+def prelude(preset: str, table: Optional[str] = None, columns: Optional[Mapping[str, str]] = None) -> str:
+    """`let GH_Audit_Logs_CL = <mapping_query>;`, sent ahead of the inline kql/ functions."""
+    return f"let {KQL_TABLE} = {mapping_query(preset, table, columns)};"
+
+
+def reads_table_directly(
+    preset: str, table: Optional[str] = None, columns: Optional[Mapping[str, str]] = None
+) -> bool:
+    """True when the workspace table already is `GH_Audit_Logs_CL` with the preset's own names (no overrides)."""
+    resolve_mapping(preset, table, columns)
+    return preset == "gh_audit_logs_cl" and (table or KQL_TABLE) == KQL_TABLE and not columns

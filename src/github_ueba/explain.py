@@ -1,0 +1,238 @@
+"""Readable reasons for flagged actor-days: unusual counts against the actor's own past, discrete
+security events, and which features isolated the row in the forest (path attribution).
+
+Path attribution: in every isolation tree, each split on a row's path sends the row to a child that
+holds fewer of the training sub-sample; the split's feature is credited `log2(n_parent / n_child)`
+(bits of isolation: a split that cuts 256 samples down to 1 earns 8, one that cuts off a few
+earns almost 0). Summed over the trees and normalized per row, these credits say which features
+isolated the row early. Reasons name discrete security events first, then the unusual features
+ordered by that share (ties by z-score).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from github_ueba.features.behaviour import COUNT_FEATURES, mean_column, std_column, z_column
+from github_ueba.model import ActorDayDetector
+
+#: Column -> the words an analyst reads. A `{n}` marks a discrete event, phrased around its count;
+#: other counts read "<words> <value> (usual <mean>±<std> over <n> days)".
+WORDS: dict[str, str] = {
+    "events": "events",
+    "git_clone": "git clones",
+    "git_fetch": "git fetches",
+    "git_push": "git pushes",
+    "repo_download": "repo zip downloads",
+    "unique_repos": "repos touched",
+    "unique_ips": "IP addresses",
+    "unique_countries": "countries",
+    "unique_actions": "kinds of action",
+    "new_repos": "repos new to the actor",
+    "new_repo_clones": "clones of repos new to the actor",
+    "new_repo_pushes": "pushes to repos new to the actor",
+    "new_repo_downloads": "zip downloads of repos new to the actor",
+    "off_hours_events": "events outside usual hours",
+    "first_seen_ips": "new IP address ({n})",
+    "first_seen_countries": "new country ({n})",
+    "first_seen_repos": "{n} repos first accessed",
+    "first_seen_actions": "{n} actions never done before",
+    "protection_changes": "branch protection weakened ×{n}",
+    "secret_scanning_disabled": "secret scanning disabled ×{n}",
+    "security_alerts_disabled": "security alerts disabled ×{n}",
+    "org_security_weakened": "org security setting weakened ×{n}",
+    "access_granted": "access granted ×{n}",
+    "persistence": "keys, tokens, hooks or apps added ×{n}",
+    "repo_exposure": "repo made public, transferred or deleted ×{n}",
+    "repo_create": "repos created ×{n}",
+    "members_removed": "members removed ×{n}",
+    "is_weekend": "weekend activity",
+    "is_leaver": "leaves the org",
+    "history_days": "little history: {n} active days",
+    "days_since_last_active": "back after {n} days away",
+    "novel_features": "{n} kinds of activity new for this actor",
+}
+
+#: Security-setting events named whenever they happen, before anything else.
+ALWAYS_NAMED: tuple[str, ...] = (
+    "protection_changes",
+    "secret_scanning_disabled",
+    "security_alerts_disabled",
+    "org_security_weakened",
+    "repo_exposure",
+    "persistence",
+    "first_seen_countries",
+)
+
+#: A count is unusual for the actor from this z-score on.
+Z_UNUSUAL = 2.0
+#: Context facts (history, absence, novelty, weekend) are named only with this much attribution share.
+CONTEXT_SHARE = 0.05
+
+
+def _topic(column: str) -> str:
+    """The base feature a model column is about (`git_clone_z` and `paper_z_git_clone` -> `git_clone`)."""
+    if column.startswith("paper_z_"):
+        return column[len("paper_z_"):]
+    for suffix in ("_z", "_mean", "_std"):
+        if column.endswith(suffix) and column[: -len(suffix)] in COUNT_FEATURES:
+            return column[: -len(suffix)]
+    return column
+
+
+def _node_credit(tree: object, features: np.ndarray, n_columns: int) -> sp.csr_matrix:
+    """Sparse (nodes × forest columns): the bits of isolation each node's parent split earns its feature."""
+    structure = tree.tree_  # type: ignore[attr-defined]
+    left, right = structure.children_left, structure.children_right
+    parent = np.full(structure.node_count, -1, dtype=np.int64)
+    internal = np.flatnonzero(left >= 0)
+    parent[left[internal]] = internal
+    parent[right[internal]] = internal
+    child = np.flatnonzero(parent >= 0)
+    counts = structure.weighted_n_node_samples
+    bits = np.log2(counts[parent[child]] / np.maximum(counts[child], 1e-12))
+    column = np.asarray(features)[structure.feature[parent[child]]]
+    return sp.csr_matrix((bits, (child, column)), shape=(structure.node_count, n_columns))
+
+
+def top_contributions(detector: ActorDayDetector, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per row, each model feature's share of the isolation credit over the forest (rows sum to 1)."""
+    matrix = detector.transform_for_forest(rows)
+    forest = detector.pipeline_[-1]
+    n_columns = matrix.shape[1]
+    credit = np.zeros((len(rows), n_columns))
+    for tree, features in zip(forest.estimators_, forest.estimators_features_):
+        paths = tree.decision_path(matrix[:, features])
+        credit += np.asarray((paths @ _node_credit(tree, features, n_columns)).todense())
+    total = credit.sum(axis=1, keepdims=True)
+    shares = np.divide(credit, total, out=np.zeros_like(credit), where=total > 0)
+    frame = pd.DataFrame(shares, index=rows.index, columns=list(detector.forest_feature_names_))
+    return frame[list(detector.feature_names_in_)]
+
+
+def _fmt(values: np.ndarray) -> np.ndarray:
+    """Short numbers: integers as such, |v| >= 10 rounded, else one decimal."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.nan_to_num(values, nan=0.0)
+    tenth = np.round(finite, 1)
+    whole = (np.abs(finite) >= 10) | (tenth == np.round(tenth))
+    as_int = np.round(finite).astype(np.int64).astype(str)
+    as_tenth = np.char.mod("%.1f", tenth)
+    return np.where(np.isnan(values), "?", np.where(whole, as_int, as_tenth))
+
+
+def _phrase(template: str, counts: np.ndarray) -> pd.Series:
+    """`template` with `{n}` replaced by each count (vectorized)."""
+    head, _, tail = template.partition("{n}")
+    return pd.Series(np.char.add(np.char.add(head, _fmt(counts)), tail))
+
+
+def _count_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataFrame]:
+    """Unusual counts (z >= Z_UNUSUAL) and always-named security events, one frame per feature."""
+    parts = []
+    position = np.arange(len(rows))
+    for feature in COUNT_FEATURES:
+        if feature not in rows or z_column(feature) not in rows:
+            continue
+        value = rows[feature].to_numpy(dtype=np.float64)
+        z = rows[z_column(feature)].to_numpy(dtype=np.float64)
+        named = (value > 0) & (feature in ALWAYS_NAMED)
+        keep = (value > 0) & ((z >= Z_UNUSUAL) | named)
+        if not keep.any():
+            continue
+        template = WORDS.get(feature, feature)
+        if "{n}" in template:
+            text = _phrase(template, value)
+        else:
+            mean = rows[mean_column(feature)].to_numpy(dtype=np.float64)
+            std = rows[std_column(feature)].to_numpy(dtype=np.float64)
+            span = rows["baseline_span_days"].to_numpy() if "baseline_span_days" in rows else np.zeros(len(rows))
+            spread = np.where(np.isnan(std), "", np.char.add("±", _fmt(std)))
+            usual = np.char.add(np.char.add(np.char.add(" (usual ", _fmt(mean)), spread), " over ")
+            usual = np.char.add(np.char.add(usual, _fmt(span)), np.where(span == 1, " day)", " days)"))
+            usual = np.where(np.isnan(mean), " (no history yet)", usual)
+            text = pd.Series(np.char.add(np.char.add(f"{template} ", _fmt(value)), usual))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "row": position,
+                    "text": text.to_numpy(),
+                    "tier": np.where(named, 0, 1),
+                    "share": shares[feature].to_numpy(),
+                    "z": z,
+                }
+            ).loc[keep]
+        )
+    return parts
+
+
+def _context_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataFrame]:
+    """Leaving, thin history, long absence, new kinds of activity, weekend: when they mattered."""
+    position = np.arange(len(rows))
+    facts: list[tuple[str, np.ndarray, pd.Series]] = []
+    if "is_leaver" in rows and "days_to_removal" in rows:
+        days = rows["days_to_removal"].to_numpy(dtype=np.float64)
+        leaving = (rows["is_leaver"].to_numpy() > 0) & (days >= 0)
+        text = pd.Series(np.where(days == 0, "removed from the org that day", np.char.add(
+            np.char.add("leaves the org ", _fmt(days)), np.where(days == 1, " day later", " days later"))))
+        facts.append(("is_leaver", leaving, text))
+    if "history_days" in rows and "has_baseline" in rows:
+        history = rows["history_days"].to_numpy(dtype=np.float64)
+        thin = ~rows["has_baseline"].to_numpy(dtype=bool)
+        facts.append(("history_days", thin, _phrase(WORDS["history_days"], history)))
+    for column, floor in (("days_since_last_active", 14), ("novel_features", 2)):
+        if column in rows:
+            value = rows[column].to_numpy(dtype=np.float64)
+            facts.append((column, value >= floor, _phrase(WORDS[column], value)))
+    if "is_weekend" in rows:
+        weekend = rows["is_weekend"].to_numpy() > 0
+        facts.append(("is_weekend", weekend, pd.Series(np.full(len(rows), WORDS["is_weekend"]))))
+    parts = []
+    for column, applies, text in facts:
+        share = shares[column].to_numpy() if column in shares else np.zeros(len(rows))
+        keep = applies & (share >= CONTEXT_SHARE)
+        parts.append(
+            pd.DataFrame({"row": position, "text": text.to_numpy(), "tier": 1, "share": share, "z": 0.0}).loc[keep]
+        )
+    return parts
+
+
+def _topic_shares(detector: ActorDayDetector, rows: pd.DataFrame) -> pd.DataFrame:
+    """Attribution shares summed per base feature (a count and its z-scores are one topic)."""
+    shares = top_contributions(detector, rows).reset_index(drop=True)
+    topics = shares.T.groupby([_topic(c) for c in shares.columns]).sum().T
+    named = [c for c in (*COUNT_FEATURES, *WORDS) if c not in topics.columns]
+    return topics.reindex(columns=[*topics.columns, *dict.fromkeys(named)], fill_value=0.0)
+
+
+def reasons(detector: ActorDayDetector, rows: pd.DataFrame, top_n: int = 4) -> list[str]:
+    """One readable line per row, e.g. `git clones 212 (usual 3±2 over 58 days); new country (1)`."""
+    if rows.empty:
+        return []
+    shares = _topic_shares(detector, rows)
+    candidates = pd.concat(
+        [*_count_candidates(rows, shares), *_context_candidates(rows, shares)],
+        ignore_index=True,
+    )
+    fallback = _fallback(rows, shares)
+    if candidates.empty:
+        return list(fallback)
+    chosen = candidates.sort_values(["row", "tier", "share", "z"], ascending=[True, True, False, False], kind="stable")
+    chosen = chosen.groupby("row").head(top_n)
+    joined = chosen.groupby("row")["text"].agg("; ".join)
+    text = pd.Series(fallback).copy()
+    text.loc[joined.index] = joined.to_numpy()
+    return text.tolist()
+
+
+def _fallback(rows: pd.DataFrame, shares: pd.DataFrame) -> np.ndarray:
+    """For rows with nothing unusual to name: the two features that isolated them most, with values."""
+    topics = list(shares.columns)
+    values = rows.reindex(columns=topics).to_numpy(dtype=np.float64, na_value=np.nan)
+    words = np.array([WORDS.get(c, c).replace("{n}", "").replace("×", "").strip(" :") for c in topics])
+    top = np.argsort(-shares.to_numpy(), axis=1, kind="stable")[:, :2]
+    picked = np.arange(len(rows))[:, None]
+    named = np.char.add(np.char.add(words[top], " "), _fmt(values[picked, top]))
+    return np.char.add("unusual mix: ", np.char.add(np.char.add(named[:, 0], ", "), named[:, -1]))
