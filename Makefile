@@ -32,3 +32,7 @@ bench: install
 
 clean:
 	rm -rf data/ingest data/features data/train data/detect models dvc_plots
+
+# Recompose params.yaml from conf/ exactly as `dvc exp run` would (commit the result).
+params.yaml: $(shell find conf -name '*.yaml') | install
+	$(BIN)/python -c "import os; from dvc.utils.hydra import compose_and_dump as c; c('params.yaml', os.path.abspath('conf'), None, 'config', os.getcwd(), [])"

@@ -18,9 +18,19 @@ from github_ueba.features.behaviour import COUNT_FEATURES, PAPER_COUNT_FEATURES,
 RARE = {"secret_scanning_disabled", "security_alerts_disabled", "org_security_weakened", "members_removed",
         "repo_exposure", "first_seen_countries", "protection_changes", "persistence"}
 
+#: Events per unit of an actor's daily activity level; RARE features use `rare` instead.
+RATES = {
+    "git_clone": 1.5, "git_fetch": 3.0, "git_push": 1.0, "repo_download": 0.3, "unique_repos": 1.2,
+    "unique_ips": 0.3, "unique_countries": 0.05, "unique_actions": 1.5, "new_repos": 0.1, "new_repo_clones": 0.1,
+    "new_repo_pushes": 0.05, "new_repo_downloads": 0.03, "off_hours_events": 0.2, "first_seen_ips": 0.05,
+    "first_seen_repos": 0.1, "first_seen_actions": 0.05, "access_granted": 0.02, "repo_create": 0.02,
+}
 
-def synthetic_base(n_actors: int, n_days: int, activity: float = 0.7, seed: int = 0) -> pd.DataFrame:
-    """A base-feature table of the kql/ contract's shape: actors active on `activity` of the days."""
+
+def synthetic_base(
+    n_actors: int, n_days: int, activity: float = 0.7, seed: int = 0, rare: float = 0.001
+) -> pd.DataFrame:
+    """A base-feature table of the kql/ contract's shape: busy and quiet actors, correlated counts, gaps."""
     rng = np.random.default_rng(seed)
     actor = np.repeat(np.arange(n_actors), n_days)
     day = np.tile(np.arange(n_days), n_actors)
@@ -32,11 +42,13 @@ def synthetic_base(n_actors: int, n_days: int, activity: float = 0.7, seed: int 
             "day": pd.Timestamp("2026-01-01") + pd.to_timedelta(day, unit="D"),
         }
     )
-    rates = rng.gamma(2.0, 2.0, size=(n_actors, len(COUNT_FEATURES))).astype(np.float32)
-    for j, feature in enumerate(COUNT_FEATURES):
-        lam = rates[actor, j] * (0.003 if feature in RARE else 1.0)
-        frame[feature] = rng.poisson(lam).astype(np.int64)
-    frame["events"] = frame[list(COUNT_FEATURES[1:6])].sum(axis=1) + 1
+    level = rng.gamma(4.0, 0.5, size=n_actors)[actor] * rng.gamma(5.0, 0.2, size=actor.size)
+    for feature in COUNT_FEATURES:
+        frame[feature] = rng.poisson(level * RATES.get(feature, rare if feature in RARE else 0.0)).astype(np.int64)
+    for feature in ("unique_repos", "unique_ips", "unique_countries", "unique_actions"):
+        frame[feature] += 1
+    volume = frame[["git_clone", "git_fetch", "git_push", "repo_download"]].sum(axis=1)
+    frame["events"] = volume + rng.poisson(3 * level) + 1
     frame["is_weekend"] = (frame["day"].dt.day_of_week >= 5).astype(np.int64)
     frame["is_leaver"] = np.int64(0)
     frame["days_to_removal"] = np.int64(-1)

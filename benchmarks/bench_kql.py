@@ -47,7 +47,8 @@ def _strings(codes: np.ndarray, vocabulary: list[str]) -> pa.Array:
 def _chunk(rng: np.random.Generator, size: int, n_actors: int, n_repos: int) -> pa.Table:
     """One chunk of events: each actor has a home hour, home repos, two IPs and mostly one country."""
     actor = rng.zipf(1.3, size) % n_actors
-    start_ms = int(dt.datetime.combine(END - dt.timedelta(days=DAYS - 1), dt.time(), dt.timezone.utc).timestamp() * 1000)
+    first_day = dt.datetime.combine(END - dt.timedelta(days=DAYS - 1), dt.time(), dt.timezone.utc)
+    start_ms = int(first_day.timestamp() * 1000)
     day = rng.integers(0, DAYS, size)
     home_hour = (8 + (actor * 7919) % 10).astype(np.float64)
     hour = np.clip(np.rint(rng.normal(home_hour, 2.0)), 0, 23).astype(np.int64)
@@ -56,19 +57,21 @@ def _chunk(rng: np.random.Generator, size: int, n_actors: int, n_repos: int) -> 
     names, weights = zip(*ACTIONS)
     p = np.asarray(weights) / np.sum(weights)
     action = rng.choice(len(names), size, p=p)
-    repo = (actor * 31 + rng.integers(0, 8, size) + (rng.random(size) < 0.02) * rng.integers(0, n_repos, size)) % n_repos
+    stray = (rng.random(size) < 0.02) * rng.integers(0, n_repos, size)  # 2% of events on any repo
+    repo = (actor * 31 + rng.integers(0, 8, size) + stray) % n_repos
     ip = actor * 2 + (rng.random(size) < 0.1)
     country = np.where(rng.random(size) < 0.995, actor % 5, rng.integers(0, 40, size))
     user = rng.integers(0, n_actors, size)
     visibility = rng.integers(0, 3, size)
     actor_names = [f"user{i:05d}" for i in range(n_actors)]
+    ip_names = [f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}" for i in range(2 * n_actors + 2)]
     columns = {
         "timestamp": pa.array(timestamp, type=pa.int64()),
         "document_id": pa.nulls(size, pa.string()),
         "action": _strings(action, list(names)),
         "actor": _strings(actor, actor_names),
         "actor_id": pa.nulls(size, pa.string()),
-        "actor_ip": _strings(ip, [f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}" for i in range(2 * n_actors + 1)]),
+        "actor_ip": _strings(ip, ip_names),
         "country_code": _strings(country, [f"C{i:02d}" for i in range(40)]),
         "org": _strings(np.zeros(size, dtype=np.int64), ["acme"]),
         "repo": _strings(repo, [f"acme/repo{i:04d}" for i in range(n_repos)]),
@@ -117,7 +120,8 @@ def main() -> None:
         started = time.perf_counter()
         base = base_features(path, start, END + dt.timedelta(days=1), start, FeaturesConfig())
         seconds = time.perf_counter() - started
-        print(f"events:            {args.events:,} ({path.stat().st_size / 1e6:.0f} MB Parquet, generated in {generated:.1f} s)")
+        size_mb = path.stat().st_size / 1e6
+        print(f"events:            {args.events:,} ({size_mb:.0f} MB Parquet, generated in {generated:.1f} s)")
         print(f"actor-days:        {len(base):,} ({base['actor'].nunique():,} actors, {DAYS} days)")
         print(f"base_features:     {seconds:.2f} s  ({args.events / seconds:,.0f} events/s)")
         print(f"peak RSS:          {peak_rss_mb():.0f} MB (after generation: {rss_after_generation:.0f} MB)")

@@ -351,7 +351,10 @@ class FakeWorkspace:
         workspace = self
 
         class Handler(BaseHTTPRequestHandler):
+            """Routes POST /v1/workspaces/{id}/query to the workspace; anything else is a 404."""
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                """Record the request and send the workspace's reply."""
                 match = _QUERY_PATH.match(self.path.split("?")[0])
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
@@ -378,6 +381,6 @@ class FakeWorkspace:
                 self.wfile.write(data)
 
             def log_message(self, *args: Any) -> None:
-                pass
+                """Keep test output quiet."""
 
         return Handler

@@ -14,6 +14,7 @@ from github_ueba.features.behaviour import (
     COUNT_FEATURES,
     PAPER_COUNT_FEATURES,
     REQUIRED_COLUMNS,
+    Z_GROUPS,
     BehaviourFeatureError,
     behaviour_features,
 )
@@ -95,6 +96,8 @@ def reference(base: pd.DataFrame, settings: FeaturesConfig, baseline: str) -> pd
             z = (row[f] - centre) / scale
             result[f"{f}_mean"], result[f"{f}_std"] = mean, std
             result[f"{f}_z"] = max(z, 0.0) if settings.clip_negative_z else z
+            group = next(g for g, members in Z_GROUPS.items() if f in members)
+            result[f"{group}_max_z"] = max(result.get(f"{group}_max_z", -math.inf), result[f"{f}_z"])
             result["max_z"] = max(result.get("max_z", -math.inf), result[f"{f}_z"])
             novel += int(row[f] > 0 and len(values) > 0 and sum(values) == 0)
         for f in PAPER_COUNT_FEATURES:
@@ -149,7 +152,7 @@ def test_first_time_action_is_not_z_zero():
     assert today["git_clone_std"] == 0 and today["git_clone_mean"] == 0
     peer_std = statistics.stdev([0] * 20 + [0, 2] * 10)  # alice and bob, 20 days each
     assert today["git_clone_z"] == pytest.approx(5 / peer_std, rel=1e-5)
-    assert today["max_z"] == today["git_clone_z"]
+    assert today["max_z"] == today["volume_max_z"] == today["git_clone_z"]
     assert today["novel_features"] == 1
     lonely = behaviour_features(_two_actor_table(0, 5, peer_clones=0), settings)
     today = lonely.loc[(lonely["actor"] == "alice") & (lonely["day"] == lonely["day"].max())].iloc[0]

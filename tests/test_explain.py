@@ -8,7 +8,7 @@ import pytest
 from test_behaviour import RARE, make_base
 
 from github_ueba.config import FeaturesConfig
-from github_ueba.explain import WORDS, _fmt, reasons, top_contributions
+from github_ueba.explain import WORDS, _fmt, reasons, top_contributions, topic_shares
 from github_ueba.feature_sets import columns_for
 from github_ueba.features.behaviour import COUNT_FEATURES, behaviour_features
 from github_ueba.model import ActorDayDetector, training_rows
@@ -16,14 +16,15 @@ from github_ueba.model import ActorDayDetector, training_rows
 
 @pytest.fixture(scope="module")
 def scored() -> tuple[ActorDayDetector, pd.DataFrame]:
-    base = make_base(n_actors=40, n_days=60, seed=11, activity=0.8, n_bots=1)
+    base = make_base(n_actors=40, n_days=60, seed=11, activity=0.8, n_bots=1, rare=0.0)
+    base[["access_granted", "repo_create"]] = 0  # ordinary days: no security-relevant events
     last = base["day"].max()
     base = base.loc[~((base["actor"].isin(["user0", "user1"])) & (base["day"] == last))]
     quiet = {f: 0 for f in RARE | {"first_seen_ips", "first_seen_repos", "first_seen_actions"}}
     template = base.loc[base["actor"] == "user0"].iloc[[0]].assign(**quiet)
     user0 = base["actor"] == "user0"
     base.loc[user0, "git_clone"] = np.resize([1, 3, 5], int(user0.sum()))
-    hot = template.assign(day=last, git_clone=200)
+    hot = template.assign(day=last, git_clone=200, events=230)
     odd = base.loc[base["actor"] == "user1"].iloc[[0]].assign(**quiet).assign(
         day=last, first_seen_countries=1, secret_scanning_disabled=1
     )
@@ -50,6 +51,7 @@ def test_obvious_anomaly_ranks_first_with_its_usual_value(scored):
 def test_security_events_are_named_in_words(scored):
     detector, window = scored
     row = window.loc[(window["actor"] == "user1") & (window["day"] == window["day"].max())]
+    assert (window["anomaly_score"] > row["anomaly_score"].iloc[0]).mean() < 0.05  # never seen in training
     text = reasons(detector, row)[0]
     assert "new country (1)" in text and "secret scanning disabled ×1" in text, text
 
@@ -73,9 +75,11 @@ def test_contributions_are_shares_and_favour_the_isolating_feature(scored):
     shares = top_contributions(detector, top)
     assert list(shares.columns) == list(detector.feature_names_in_)
     np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-9)
+    topics = topic_shares(detector, top)
+    np.testing.assert_allclose(topics.sum(axis=1), 1.0, rtol=1e-9)
+    assert topics.iloc[0].idxmax() == "git_clone"
     first = shares.iloc[0]
-    clone_share = first["git_clone"] + first["git_clone_z"]
-    assert clone_share == first.groupby(lambda c: c.removesuffix("_z")).sum().max()
+    assert first[["events", "max_z", "volume_max_z"]].sum() > 0.5
 
 
 def test_constant_feature_gets_no_credit():

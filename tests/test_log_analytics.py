@@ -26,6 +26,7 @@ from github_ueba.sources.log_analytics import (
     LogAnalyticsFeatureSource,
     render_query,
     resolve_workspace_id,
+    table_to_frame,
 )
 
 from la_fake_server import PRESET_TABLES, FakeWorkspace, Reply, error_body, fixture_events, write_preset_table
@@ -194,12 +195,21 @@ def test_service_types_become_the_local_types(v2):
              "rows": [["bob", "2026-11-02T00:00:00Z", 3, 0.5, True, None],
                       ["alice", "2026-11-01T00:00:00.0000000Z", 7, 1.5, False, "7f1c0000-0000-0000-0000-000000000001"]]}
     v2.script.append(Reply(200, {"tables": [table]}))
-    got = make_source(v2, chunk_days=8).fetch_base_features(*SHORT, HISTORY)
-    assert got["actor"].tolist() == ["alice", "bob"]
-    assert str(got["day"].dtype) == "datetime64[us]" and got["day"].tolist() == [pd.Timestamp("2026-11-01"),
-                                                                                 pd.Timestamp("2026-11-02")]
+    result = make_source(v2).client.query_workspace(v2.workspace_id, "x", timespan=None, enforce_https=False)
+    got = table_to_frame(result.tables[0])
+    assert str(got["day"].dtype) == "datetime64[us]" and got["day"].tolist() == [pd.Timestamp("2026-11-02"),
+                                                                                 pd.Timestamp("2026-11-01")]
     assert got["events"].dtype == "int64" and got["score"].dtype == "float64" and got["ok"].dtype == "bool"
-    assert got["id"].isna().tolist() == [False, True]
+    assert got["actor"].dtype == "str" and got["id"].isna().tolist() == [True, False]
+
+
+def test_a_result_without_the_feature_columns_is_refused(v2):
+    table = {"name": "PrimaryResult", "columns": [{"name": "actor", "type": "string"},
+                                                  {"name": "day", "type": "datetime"}],
+             "rows": [["bob", "2026-11-02T00:00:00Z"]]}
+    v2.script.append(Reply(200, {"tables": [table]}))
+    with pytest.raises(LogAnalyticsError, match=r"lacks columns \['events'"):
+        make_source(v2, chunk_days=8).fetch_base_features(*SHORT, HISTORY)
 
 
 # ------------------------------------------------------------------------------ saved functions

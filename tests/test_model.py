@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from test_behaviour import make_base
 
 from github_ueba.config import FeaturesConfig, ModelConfig, ThresholdConfig
-from github_ueba.feature_sets import FULL_FEATURES, PAPER_FEATURES, FeatureSetError, columns_for
+from github_ueba.feature_sets import FULL_FEATURES, PAPER_FEATURES, WIDE_FEATURES, FeatureSetError, columns_for
 from github_ueba.features.behaviour import behaviour_features
 from github_ueba.model import (
     ActorDayDetector,
@@ -66,7 +66,8 @@ def test_from_config_copies_every_forest_setting():
 def test_fit_and_score_conventions(fitted, features):
     assert list(fitted.feature_names_in_) == list(FULL_FEATURES)
     assert fitted.n_features_in_ == len(FULL_FEATURES)
-    assert set(fitted.log_columns_) == set(FULL_FEATURES)
+    assert set(fitted.log_columns_) == {c for c in FULL_FEATURES if not c.endswith("_z")}
+    assert "volume_max_z" in fitted.feature_names_in_ and "volume_max_z" not in fitted.log_columns_
     decision = fitted.decision_function(features)
     np.testing.assert_allclose(fitted.anomaly_score(features), -decision)
     np.testing.assert_allclose(fitted.score_samples(features) - fitted.offset_, decision)
@@ -76,10 +77,10 @@ def test_fit_and_score_conventions(fitted, features):
 
 
 def test_missing_and_bad_columns_are_named(fitted, features):
-    with pytest.raises(DetectorInputError, match=r"missing feature columns \['git_clone_z', 'novel_features'\]"):
-        fitted.decision_function(features.drop(columns=["git_clone_z", "novel_features"]))
-    with pytest.raises(DetectorInputError, match="git_push"):
-        fitted.decision_function(features.assign(git_push=np.nan))
+    with pytest.raises(DetectorInputError, match=r"missing feature columns \['history_days', 'max_z'\]"):
+        fitted.decision_function(features.drop(columns=["max_z", "history_days"]))
+    with pytest.raises(DetectorInputError, match="events"):
+        fitted.decision_function(features.assign(events=np.nan))
     with pytest.raises(DetectorInputError, match="DataFrame"):
         fitted.decision_function(features[list(FULL_FEATURES)].to_numpy())
 
@@ -105,10 +106,14 @@ def test_pickle_joblib_and_skops_round_trip(fitted, features, tmp_path):
     np.testing.assert_allclose(pipeline.decision_function(features[list(FULL_FEATURES)].astype(float)), expected)
 
 
-def test_feature_sets():
-    assert "git_clone_z" in FULL_FEATURES and "history_days" in FULL_FEATURES
+def test_feature_sets(features):
+    assert {"max_z", "security_max_z", "history_days", "events"} <= set(FULL_FEATURES)
+    assert "git_clone_z" in WIDE_FEATURES and "first_seen_countries" in WIDE_FEATURES
     assert "paper_z_git_clone" in PAPER_FEATURES and "git_clone_z" not in PAPER_FEATURES
     assert columns_for("paper") == list(PAPER_FEATURES)
+    for name in ("full", "wide", "paper"):
+        columns = columns_for(name)
+        assert len(set(columns)) == len(columns) and set(columns) <= set(features.columns), name
     with pytest.raises(FeatureSetError, match="model.feature_set"):
         columns_for("fancy")
 

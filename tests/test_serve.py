@@ -89,10 +89,9 @@ def test_served_champion_returns_the_in_process_scores(tmp_path, monkeypatch, py
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             predictions = pd.DataFrame(json.loads(response.read())["predictions"])
-        bad = urllib.request.Request(
-            f"{url}/invocations", data=json.dumps({"dataframe_split": {"columns": ["actor"], "data": [["x"]]}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
+        missing_features = {"dataframe_split": {"columns": ["actor"], "data": [["x"]]}}
+        bad = urllib.request.Request(f"{url}/invocations", data=json.dumps(missing_features).encode(),
+                                     headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(bad, timeout=30)
         assert refused.value.code == 400

@@ -63,7 +63,8 @@ def synthetic_base(seed: int = 7) -> pd.DataFrame:
     active = rng.random(len(grid)) < 0.8
     grid = grid.loc[active].reset_index(drop=True)
     rates = rng.uniform(0.5, 4.0, size=(N_ACTORS, len(COUNT_FEATURES)))
-    rates[:, [COUNT_FEATURES.index(c) for c in ("protection_changes", "first_seen_countries", "members_removed")]] = 0.02
+    rare = ("protection_changes", "first_seen_countries", "members_removed")
+    rates[:, [COUNT_FEATURES.index(c) for c in rare]] = 0.02
     actor_index = grid["actor"].map({a: i for i, a in enumerate(actors)}).to_numpy()
     counts = rng.poisson(rates[actor_index])
     base = pd.concat([grid, pd.DataFrame(counts, columns=list(COUNT_FEATURES))], axis=1)
@@ -100,9 +101,8 @@ def write_inputs(cfg: Config) -> pd.DataFrame:
     ingest = stages.stage_dir(cfg, "ingest")
     io.write_json(window.to_dict(), ingest / "window.json")
     io.write_json({"source": "simulator", "actor_days": 1}, ingest / "quality.json")
-    labels = pd.DataFrame(
-        [(a, (END - dt.timedelta(days=back)).isoformat(), s) for a, back, s, _ in ATTACKS], columns=["actor", "day", "scenario"]
-    )
+    labels = pd.DataFrame([(a, (END - dt.timedelta(days=back)).isoformat(), s) for a, back, s, _ in ATTACKS],
+                          columns=["actor", "day", "scenario"])
     io.write_csv(labels, ingest / "labels.csv")
     table = behaviour_features(synthetic_base(), cfg.features)
     io.write_parquet(table, stages.stage_dir(cfg, "features") / "features.parquet")
@@ -267,7 +267,8 @@ def test_score_rejects_days_without_data_and_a_missing_champion(project, store, 
     tracking.promote(project.cfg, version=project.version)
     cfg = sandbox(project, tmp_path)
     gap = pd.Timestamp(END - dt.timedelta(days=2))
-    io.write_parquet(project.table.loc[project.table["day"] != gap], stages.stage_dir(cfg, "features") / "features.parquet")
+    with_gap = project.table.loc[project.table["day"] != gap]
+    io.write_parquet(with_gap, stages.stage_dir(cfg, "features") / "features.parquet")
     with pytest.raises(InputError, match=f"no actor-days on {gap.date()}"):
         scoring.score(cfg, days=[gap.date(), END])
     assert not scoring.score_dir(cfg).exists()
@@ -336,10 +337,40 @@ def test_metric_names_and_params_are_flat_and_secret_free():
                                               "recall_top1pct_insider_exfil": 0.5, "nested_a": 2.0}
     from github_ueba.config import LogAnalyticsSource
 
-    cfg = Config(source=LogAnalyticsSource(workspace_id="ws-secret-id"), tracking=TrackingConfig(uri="sqlite:///u:p@x"))
+    cfg = Config(source=LogAnalyticsSource(workspace_id="ws-secret-id"),
+                 tracking=TrackingConfig(uri="sqlite:///u:p@x"))
     params = tracking.flat_params(cfg)
     assert params["source.name"] == "log_analytics" and "source.workspace_id" not in params
     assert "ws-secret-id" not in json.dumps(tracking.redacted_config(cfg))
     assert "u:p@x" not in json.dumps(tracking.redacted_config(cfg))
     assert tracking.artifact_root("sqlite:////srv/ml/mlflow.db") == "/srv/ml/mlruns"
     assert tracking.git_commit(Path(os.sep)) is None
+
+
+def test_score_rebuilds_features_from_the_source_when_the_table_lacks_the_day(project, store, tmp_path):
+    from conftest import TINY
+
+    from github_ueba.config import load
+
+    cfg = load(TINY + [f"paths.data={tmp_path / 'data'}", f"paths.models={tmp_path / 'models'}"])
+    model_uri = f"models:/{cfg.tracking.registered_model}/{project.version}"
+    (path,) = scoring.score(cfg, model_uri=model_uri)
+    work = scoring.work_config(cfg, None)
+    day = stages.read_window(work).end
+    assert path == tmp_path / "data" / "score" / f"{day.isoformat()}.csv"
+    rows = stages.load_features(work)
+    rows = rows.loc[rows["day"] == pd.Timestamp(day)]
+    got = pd.read_csv(path).set_index("actor")
+    assert set(got.index) == set(rows["actor"]) and len(got) > 10
+    expected = pd.Series(project.detector.anomaly_score(rows), index=rows["actor"].to_numpy())
+    np.testing.assert_allclose(got.loc[expected.index, "anomaly_score"], expected, rtol=0, atol=1e-12)
+    assert int(got["is_anomaly"].sum()) <= project.cfg.model.threshold.budget_per_day
+
+
+def test_pseudonymize_replaces_whole_names_in_text_columns_too():
+    frame = pd.DataFrame({"actor": ["alice", "bob[bot]"], "reasons": ["like bob[bot] and alice-2, alice", ""]})
+    mapping = tracking.pseudonym_map(frame["actor"], b"k")
+    out = tracking.pseudonymize(frame, mapping)
+    assert list(out["actor"]) == [mapping["alice"], mapping["bob[bot]"]]
+    assert out.loc[0, "reasons"] == f"like {mapping['bob[bot]']} and alice-2, {mapping['alice']}"
+    assert mapping["alice"] == hmac.new(b"k", b"alice", hashlib.sha256).hexdigest()[:16]

@@ -15,10 +15,12 @@ from github_ueba.config import ConfigError, load
 from github_ueba.errors import InputError, UebaError
 from github_ueba.tune import (
     excess_mass_area,
+    load_labels,
     parse_search_space,
     read_feedback,
     resolve_objective,
     run_study,
+    unpinned_specs,
 )
 from github_ueba.window import Window
 
@@ -77,7 +79,8 @@ def test_study_logs_nested_mlflow_runs_and_writes_a_usable_tuned_config(tiny_dat
     assert len(children) == 3
     assert set(children["tags.optuna.trial_number"]) == {"0", "1", "2"}
     assert (children["tags.optuna.state"] == "COMPLETE").all()
-    assert children["params.model.n_estimators"].notna().all()
+    assert children["params.model.max_features"].notna().all()
+    assert "params.model.n_estimators" not in children  # pinned by TINY's model.n_estimators=50
     assert children["metrics.average_precision"].between(0, 1).all()
     # contamination and the budget only move the flag cut-off: not searched for a ranking objective
     assert "params.model.contamination" not in children or children["params.model.contamination"].isna().all()
@@ -87,10 +90,10 @@ def test_study_logs_nested_mlflow_runs_and_writes_a_usable_tuned_config(tiny_dat
     model = yaml.safe_load(tuned.read_text())
     reference = yaml.safe_load((REPO / "conf" / "model" / "isolation_forest.yaml").read_text())
     assert set(model) == set(reference) and model["name"] == "tuned"
-    assert model["n_estimators"] == result.chosen["params"]["model.n_estimators"]
+    assert model["n_estimators"] == 50 and model["max_features"] == result.chosen["params"]["model.max_features"]
     assert "features.baseline_days=" in tuned.read_text()  # not a model key: a comment and an override
     cfg = load(["model=tuned"])
-    assert cfg.model.n_estimators == result.chosen["params"]["model.n_estimators"]
+    assert cfg.model.max_features == result.chosen["params"]["model.max_features"]
     assert "model=tuned" in result.summary()
 
 
@@ -112,7 +115,8 @@ def test_same_seed_and_data_give_the_same_best_params(tiny_data, tmp_path, at_re
     ]
     assert runs[0].chosen["params"] == runs[1].chosen["params"]
     assert runs[0].chosen["values"] == runs[1].chosen["values"]
-    assert (tmp_path / "tuned-1.yaml").read_text().split("\n", 1)[1] == (tmp_path / "tuned-2.yaml").read_text().split("\n", 1)[1]
+    body = [(tmp_path / f"tuned-{n}.yaml").read_text().split("\n", 2)[2] for n in (1, 2)]  # after the header
+    assert body[0] == body[1]
 
 
 def test_pareto_returns_a_non_dominated_front(tiny_data, tmp_path, at_repo):
@@ -164,6 +168,8 @@ def test_search_space_accepts_nested_and_dotted_keys_and_rejects_bad_specs():
     assert [s.name for s in specs] == ["features.baseline_days", "model.n_estimators"]
     with pytest.raises(ConfigError, match="tune.search_space.model.n_estimators"):
         parse_search_space({"model": {"n_estimators": {"type": "int", "low": 50, "high": 10}}})
+    pinned = unpinned_specs(specs, ["model=paper", "model.n_estimators=50", "tune.n_trials=3"])
+    assert [s.name for s in pinned] == ["features.baseline_days"]
     with pytest.raises(ConfigError, match="categorical"):
         parse_search_space({"model.log_transform": {"type": "categorical", "choices": []}})
 
@@ -190,3 +196,24 @@ def test_auto_objective_falls_back_to_excess_mass_without_labels_in_validation()
     assert resolve_objective("auto", attack_in_validation, window) == "average_precision"
     with pytest.raises(InputError, match="validation window"):
         resolve_objective("average_precision", attack_in_detect, window)
+
+
+def test_excess_mass_study_runs_without_searching_threshold_or_feature_keys(tiny_data, tmp_path, at_repo):
+    result = run_study(_overrides(tiny_data, tmp_path, "tune.objective=excess_mass", "tune.n_trials=2",
+                                  space=WITH_BASELINE), tuned_path=tmp_path / "t.yaml")
+    assert (result.trials["state"] == "COMPLETE").all()
+    assert (result.trials["excess_mass"] > 0).all()
+    searched = {c for c in result.trials if c.startswith(("model.", "features."))}
+    assert searched == {"model.max_features", "model.log_transform"}  # n_estimators: pinned by TINY
+
+
+def test_feedback_merges_with_simulator_labels_and_wins_on_the_same_actor_day(tmp_path):
+    (tmp_path / "ingest").mkdir()
+    (tmp_path / "ingest" / "labels.csv").write_text(
+        "actor,day,scenario\nalice,2026-11-02,stolen_token\ncarol,2026-11-04,admin_abuse\n")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "feedback.csv").write_text(
+        "actor,day,label\nalice,2026-11-02,false_positive\ndave,2026-11-05,true_positive\n")
+    labels = load_labels(load([f"paths.data={tmp_path}", "tracking.enabled=false"]))
+    by_actor = dict(zip(labels["actor"], labels["scenario"]))
+    assert by_actor == {"alice": "benign_feedback", "carol": "admin_abuse", "dave": "feedback"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import datetime
 import logging
 import sys
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("actor")
     explain.add_argument("day", help="YYYY-MM-DD")
     with_config(explain)
+    with_config(sub.add_parser("tune", help="Optuna study over the detector; writes conf/model/tuned.yaml"))
     with_config(sub.add_parser("compare", help="our model vs the paper's method on the same features and labels"))
     kql = sub.add_parser("kql", help="KQL helpers")
     kql_sub = kql.add_subparsers(dest="kql_command", required=True)
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             from github_ueba.analyst import explain
 
             print(explain(cfg, args.actor, _parse_day(args.day)))
+        elif args.command == "tune":
+            from github_ueba.tune import run_study
+
+            print(run_study(args.overrides, params=args.params).summary())
         elif args.command == "compare":
             from github_ueba.compare import compare
 
@@ -114,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UebaError) as err:
         print(f"github-ueba {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: stop quietly, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return 0
 
 

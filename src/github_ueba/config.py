@@ -38,7 +38,7 @@ class SimulatorSource:
     leavers: int = 4  # benign leavers (org.remove_member)
     attacks_per_scenario: int = 2  # labelled attack instances per scenario kind
     benign_per_scenario: int = 2  # labelled benign look-alikes per kind
-    attack_days: int = 30  # attacks fall in the last N days (the detect window)
+    attack_days: int = 44  # attacks fall in the last N days (detect + validation windows)
     org: str = "acme-corp"
     business: str = "acme"
 

@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from github_ueba.features.behaviour import COUNT_FEATURES, mean_column, std_column, z_column
+from github_ueba.features.behaviour import (
+    COUNT_FEATURES,
+    Z_GROUPS,
+    group_z_column,
+    mean_column,
+    std_column,
+    z_column,
+)
 from github_ueba.model import ActorDayDetector
 
 #: Column -> the words an analyst reads. A `{n}` marks a discrete event, phrased around its count;
@@ -199,19 +206,45 @@ def _context_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.Dat
     return parts
 
 
-def _topic_shares(detector: ActorDayDetector, rows: pd.DataFrame) -> pd.DataFrame:
-    """Attribution shares summed per base feature (a count and its z-scores are one topic)."""
-    shares = top_contributions(detector, rows).reset_index(drop=True)
-    topics = shares.T.groupby([_topic(c) for c in shares.columns]).sum().T
-    named = [c for c in (*COUNT_FEATURES, *WORDS) if c not in topics.columns]
-    return topics.reindex(columns=[*topics.columns, *dict.fromkeys(named)], fill_value=0.0)
+def _composite_members(column: str) -> tuple[str, ...] | None:
+    """The count features a composite z column (`max_z`, `<group>_max_z`) takes its maximum over."""
+    if column == "max_z":
+        return COUNT_FEATURES
+    for group, members in Z_GROUPS.items():
+        if column == group_z_column(group):
+            return members
+    return None
+
+
+def topic_shares(detector: ActorDayDetector, rows: pd.DataFrame) -> pd.DataFrame:
+    """Attribution shares per base feature: a count, its z-scores, and the composite maxima it won.
+
+    A composite column's share goes, row by row, to the count feature whose z-score is its value.
+    Rows are positions (0..n-1); columns are base features and context columns.
+    """
+    shares = top_contributions(detector, rows)
+    topics = list(dict.fromkeys([*COUNT_FEATURES, *WORDS, *(_topic(c) for c in shares.columns)]))
+    index = {topic: k for k, topic in enumerate(topics)}
+    out = np.zeros((len(rows), len(topics)))
+    positions = np.arange(len(rows))
+    for column in shares.columns:
+        share = shares[column].to_numpy()
+        members = _composite_members(column)
+        present = [m for m in members or () if z_column(m) in rows]
+        if not present:
+            out[:, index[_topic(column)]] += share
+            continue
+        z = rows[[z_column(m) for m in present]].to_numpy(dtype=np.float64)
+        winner = np.array([index[m] for m in present])[np.argmax(np.nan_to_num(z, nan=-np.inf), axis=1)]
+        np.add.at(out, (positions, winner), share)
+    return pd.DataFrame(out, columns=topics)
 
 
 def reasons(detector: ActorDayDetector, rows: pd.DataFrame, top_n: int = 4) -> list[str]:
     """One readable line per row, e.g. `git clones 212 (usual 3±2 over 58 days); new country (1)`."""
     if rows.empty:
         return []
-    shares = _topic_shares(detector, rows)
+    shares = topic_shares(detector, rows)
     candidates = pd.concat(
         [*_count_candidates(rows, shares), *_context_candidates(rows, shares)],
         ignore_index=True,

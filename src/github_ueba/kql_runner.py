@@ -27,7 +27,9 @@ from github_ueba.kql_setup import kql_lib_dir
 #: The source folder holding `github_ueba`, put on the subprocess's PYTHONPATH after kql-lib.
 _SRC_DIR = Path(__file__).resolve().parents[1]
 
-_SETUP_HINT = "run `make install` or `github-ueba setup-kql` (or point GITHUB_UEBA_KQL_LIB at a folder holding duckdb-kql)"
+_SETUP_HINT = (
+    "run `make install` or `github-ueba setup-kql` (or point GITHUB_UEBA_KQL_LIB at a folder holding duckdb-kql)"
+)
 
 
 class KqlRunnerError(UebaError):
@@ -57,7 +59,8 @@ def check_kql_lib() -> Path:
 def _call(request: dict[str, Any]) -> dict[str, Any]:
     """Run one request through the subprocess and return its JSON answer."""
     lib = check_kql_lib()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(lib), str(_SRC_DIR)])}
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(lib), str(_SRC_DIR), *inherited])}
     proc = subprocess.run(
         [sys.executable, "-m", "github_ueba.kql_runner"],
         input=json.dumps(request),

@@ -132,7 +132,9 @@ def kql_datetime(day: dt.date) -> str:
     return f"datetime({day.isoformat()})"
 
 
-def features_call(start: dt.date, end: dt.date, history_start: dt.date, *, new_repo_days: int, off_hours_z: float) -> str:
+def features_call(
+    start: dt.date, end: dt.date, history_start: dt.date, *, new_repo_days: int, off_hours_z: float
+) -> str:
     """The `ActorDayFeatures(...)` call for output days [start, end) with history from `history_start`."""
     for name, value in (("start", start), ("end", end), ("history_start", history_start)):
         if not isinstance(value, dt.date) or isinstance(value, dt.datetime):

@@ -79,9 +79,9 @@ def score_frame(pyfunc_model: Any, rows: pd.DataFrame) -> pd.DataFrame:
     detector, spec = wrapper.detector, wrapper.spec
     predicted = pyfunc_model.predict(rows[spec["feature_names"]])
     scored = rows.reset_index(drop=True).assign(anomaly_score=predicted["anomaly_score"].to_numpy(dtype=np.float64))
-    scored["is_anomaly"] = flag(
-        scored[["actor", "day", "anomaly_score"]], -scored["anomaly_score"].to_numpy(), threshold_from_spec(spec), detector
-    )
+    decision = -scored["anomaly_score"].to_numpy()
+    keys = scored[["actor", "day", "anomaly_score"]]
+    scored["is_anomaly"] = flag(keys, decision, threshold_from_spec(spec), detector)
     scored["reasons"] = ""
     flagged = scored["is_anomaly"].to_numpy()
     if flagged.any():
@@ -90,7 +90,7 @@ def score_frame(pyfunc_model: Any, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def score(cfg: Config, model_uri: str | None = None, days: list[dt.date] | None = None) -> list[Path]:
-    """Score actor-days of `days` with `model_uri` (default: `models:/<name>@champion`); write `<data>/score/<day>.csv`.
+    """Score the actor-days of `days` with `model_uri` (default: the champion); write `<data>/score/<day>.csv`.
 
     `is_anomaly` applies the threshold policy stored with the model (a `budget` is per scored day).
     """

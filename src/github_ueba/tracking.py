@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 PSEUDONYM_KEY_ENV = "GITHUB_UEBA_PSEUDONYM_KEY"
 DETECT_TAG = "has_detect_metrics"
-#: Config keys never logged (matched against the last part of a dotted key).
+#: Config key names never logged, at any depth (their values stay out of params and artifacts).
 SECRET_KEY = re.compile(r"secret|token|password|passwd|credential|api_?key|connection_string|workspace_id", re.I)
 #: Config sections logged as run params.
 PARAM_SECTIONS = ("source", "window", "features", "model")
@@ -231,17 +231,17 @@ def widened(frame: pd.DataFrame) -> pd.DataFrame:
     MLflow's schema check refuses narrowing (float64 → float32, int64 → int32) and int → double,
     so the signature declares the widest type of each kind; int32/float32 tables still upcast.
     """
-    kinds = {c: "int64" if pd.api.types.is_integer_dtype(t) else "float64"
-             for c, t in frame.dtypes.items() if pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)}
-    return frame.astype(kinds)
+    types = pd.api.types
+    numeric = [c for c, t in frame.dtypes.items() if types.is_numeric_dtype(t) and not types.is_bool_dtype(t)]
+    return frame.astype({c: "int64" if types.is_integer_dtype(frame[c]) else "float64" for c in numeric})
 
 
 def pip_requirements() -> list[str]:
-    """Pinned requirements of the served model: the project package and what it unpickles with."""
+    """Pinned requirements of the served model: the project package and what its joblib detector needs."""
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
-    for package in ("github-ueba", "mlflow", "scikit-learn", "pandas", "numpy", "scipy", "joblib", "cloudpickle"):
+    for package in ("github-ueba", "mlflow", "scikit-learn", "pandas", "numpy", "scipy", "joblib"):
         try:
             pins.append(f"{package}=={version(package)}")
         except PackageNotFoundError:
@@ -370,13 +370,14 @@ def _train_run(cfg: Config, client: MlflowClient) -> tuple[Any, dict[str, Any]] 
     try:
         return client.get_run(info["run_id"]), info
     except MlflowException:
-        log.warning("mlflow: train run %s is not in %s; logging detect to a new run", info["run_id"], tracking_uri(cfg))
+        log.warning("mlflow: train run %s is not in this store; logging detect to a new run", info["run_id"])
         return None
 
 
 def _detect_artifacts(cfg: Config, detect_dir: Path, staging: Path) -> Path:
     """Copy the detect outputs (pseudonymized if configured) plus quality.json and the config into `staging`."""
-    tables = {name: pd.read_csv(detect_dir / name) for name in ("scores.csv", "anomalies.csv") if (detect_dir / name).exists()}
+    present = [name for name in ("scores.csv", "anomalies.csv") if (detect_dir / name).exists()]
+    tables = {name: pd.read_csv(detect_dir / name) for name in present}
     if cfg.tracking.pseudonymize_actors:
         key = pseudonym_key()
         mapping = pseudonym_map(pd.concat([t["actor"] for t in tables.values() if "actor" in t]), key)

@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import optuna
@@ -52,6 +52,8 @@ TRIAL_ERRORS = (ValueError, UebaError)
 #: Excess-Mass: the curve is integrated while EM(t) stays above this mass (Goix 2016 uses 0.9).
 EM_T_MAX = 0.9
 EM_UNIFORM_SAMPLES = 10_000
+EM_SUBSETS = 8  # feature subsets averaged (the box of all ~60 features is almost all empty space)
+EM_SUBSET_SIZE = 5
 
 
 # ---------------------------------------------------------------------------------- search space
@@ -121,7 +123,13 @@ def inert_keys(objective: str, policy: str) -> dict[str, str]:
             f"{objective} depends only on the ranking of anomaly scores; contamination and the "
             "threshold only move the flag cut-off (a constant shift of every score)"
         )
-        return {"model.contamination": why, "model.threshold": why}
+        inert = {"model.contamination": why, "model.threshold": why}
+        if objective == "excess_mass":
+            inert["features"] = (
+                "excess_mass compares models on one feature space; features.* change that space (and its "
+                "volume), so their trials would not be comparable"
+            )
+        return inert
     inert = {}
     if policy != "fixed":
         inert["model.threshold.cutoff"] = f"model.threshold.policy={policy} ignores the cutoff"
@@ -144,6 +152,18 @@ def active_specs(specs: list[ParamSpec], objective: str, policy: str) -> list[Pa
             log.info("tune: not searching %s: %s", spec.name, reason)
         else:
             kept.append(spec)
+    return kept
+
+
+def unpinned_specs(specs: list[ParamSpec], overrides: list[str]) -> list[ParamSpec]:
+    """Drop the specs whose key the command line sets (`model.n_estimators=50` pins it for the study).
+
+    Group selections such as `model=paper` pin nothing: the study then tunes that model config.
+    """
+    pinned = {key for key in map(_override_key, overrides) if "." in key}
+    kept = [s for s in specs if not any(_is_under(s.name, key) for key in pinned)]
+    for spec in set(specs) - set(kept):
+        log.info("tune: not searching %s: pinned by an override", spec.name)
     return kept
 
 
@@ -229,12 +249,14 @@ def resolve_objective(requested: str, labels: pd.DataFrame | None, window: Windo
     positives = positives_in_validation(labels, window)
     if requested == "auto":
         chosen = "average_precision" if positives else "excess_mass"
-        log.info("tune: objective auto -> %s (%d labelled attack actor-days in the validation window)", chosen, positives)
+        log.info("tune: objective auto -> %s (%d labelled attack actor-days in the validation window)",
+                 chosen, positives)
         return chosen
     if requested in ("average_precision", "flag_f1", "pareto") and not positives:
         raise InputError(
             f"tune.objective={requested} needs labelled attacks in the validation window "
-            f"{window.validation_start}..{window.detect_start} (simulator labels or {{paths.data}}/labels/feedback.csv); "
+            f"{window.validation_start}..{window.detect_start} (simulator labels or "
+            "<paths.data>/labels/feedback.csv); "
             "none found: use tune.objective=excess_mass, or with the simulator set "
             "source.attack_days >= window.detect_days + window.validation_days"
         )
@@ -271,19 +293,44 @@ def excess_mass_area(normal_scores: np.ndarray, uniform_scores: np.ndarray, t_ma
 
 
 def uniform_rows(rows: pd.DataFrame, columns: list[str], n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """`n` rows drawn uniformly in the bounding box of `columns` of `rows` (other columns resampled)."""
-    sample = rows.iloc[rng.integers(0, len(rows), size=n)].reset_index(drop=True)
+    """`n` points drawn uniformly in the bounding box of `columns` of `rows`.
+
+    Columns that are never negative (counts) are boxed on the log1p scale and mapped back, so the box
+    is not mostly empty space beyond a heavy tail; the measure does not depend on `model.log_transform`.
+    """
     values = rows[columns].astype(np.float64)
-    low, high = values.min().to_numpy(), values.max().to_numpy()
-    sample[columns] = pd.DataFrame(rng.uniform(low, high, size=(n, len(columns))), columns=columns)
-    return sample
+    counts = (values.min() >= 0).to_numpy()
+    scaled = np.where(counts, np.log1p(values.clip(lower=0)), values)
+    draws = rng.uniform(scaled.min(axis=0), scaled.max(axis=0), size=(n, len(columns)))
+    return pd.DataFrame(np.where(counts, np.expm1(draws), draws), columns=columns)
 
 
-def detector_excess_mass(detector: Any, rows: pd.DataFrame, seed: int, n_uniform: int = EM_UNIFORM_SAMPLES) -> float:
-    """EM area of a fitted detector on `rows`, Monte Carlo over the bounding box of its input features."""
-    columns = list(detector.feature_names_in_)
-    uniform = uniform_rows(rows, columns, n_uniform, np.random.default_rng(seed))
-    return excess_mass_area(detector.decision_function(rows), detector.decision_function(uniform))
+def em_subsets(columns: list[str], rows: pd.DataFrame, rng: np.random.Generator,
+               n_subsets: int = EM_SUBSETS, size: int = EM_SUBSET_SIZE) -> list[list[str]]:
+    """Random feature subsets for Excess-Mass in high dimension (Goix 2016: sub-sample features, average)."""
+    values = rows[columns].astype(np.float64)
+    varying = [c for c, lo, hi in zip(columns, values.min(), values.max()) if hi > lo]
+    if len(varying) <= size:
+        return [varying]
+    return [sorted(rng.choice(varying, size=size, replace=False).tolist()) for _ in range(n_subsets)]
+
+
+def detector_excess_mass(cfg: Config, train_rows: pd.DataFrame, rows: pd.DataFrame, columns: list[str],
+                         n_uniform: int = EM_UNIFORM_SAMPLES) -> float:
+    """Mean EM area over feature subsets: the trial's model refitted on each subset, scored on `rows`.
+
+    The subsets and uniform points depend only on `cfg.seed` and the data, so trials are compared on the
+    same measure.
+    """
+    from github_ueba.model import ActorDayDetector
+
+    rng = np.random.default_rng(cfg.seed)
+    areas = []
+    for subset in em_subsets(columns, rows, rng):  # a handful of feature subsets, not rows
+        detector = ActorDayDetector.from_config(cfg.model, subset).fit(train_rows)
+        uniform = uniform_rows(rows, subset, n_uniform, rng)
+        areas.append(excess_mass_area(detector.decision_function(rows), detector.decision_function(uniform)))
+    return float(np.mean(areas))
 
 
 # --------------------------------------------------------------------------------- evaluation
@@ -308,7 +355,8 @@ class Evaluator:
             else:
                 from github_ueba.features.behaviour import behaviour_features
 
-                changed = {k: v for k, v in to_dict(cfg)["features"].items() if v != to_dict(self.base_cfg)["features"][k]}
+                base = to_dict(self.base_cfg)["features"]
+                changed = {k: v for k, v in to_dict(cfg)["features"].items() if v != base[k]}
                 log.info("tune: recomputing behaviour features for %s", changed)
                 base_path = stages.require(stages.stage_dir(cfg, "ingest") / "base_features.parquet", "ingest")
                 table = behaviour_features(pd.read_parquet(base_path), cfg.features)
@@ -342,7 +390,8 @@ class Evaluator:
             metrics.update({k: v for k, v in found.items() if k != "notes"})
             metrics["flag_f1"] = _flag_f1(found)
         if self.objective == "excess_mass":
-            metrics["excess_mass"] = detector_excess_mass(detector, rows, cfg.seed)
+            columns = list(detector.feature_names_in_)
+            metrics["excess_mass"] = detector_excess_mass(cfg, train_rows, rows, columns)
         return metrics
 
     def values(self, metrics: dict[str, Any]) -> list[float]:
@@ -559,18 +608,17 @@ def run_study(
     labels = load_labels(base_cfg)
     objective = resolve_objective(base_cfg.tune.objective, labels, window)
     specs = active_specs(parse_search_space(base_cfg.tune.search_space), objective, base_cfg.model.threshold.policy)
+    specs = unpinned_specs(specs, base_overrides)
     if not specs:
-        raise ConfigError("tune.search_space: no key left to search for objective " + objective)
+        raise ConfigError(f"tune.search_space: no key left to search for objective {objective}")
     _check_keys_exist(base_cfg, specs)
-    searched = {s.name for s in specs}
-    fixed_overrides = [o for o in base_overrides if _override_key(o) not in searched]
     evaluator = Evaluator(base_cfg, window, labels, objective)
     study = _open_study(base_cfg, objective)
     value_names = VALUE_NAMES[objective]
     tracking = base_cfg.tracking.enabled
 
     def trial_overrides(values: dict[str, Any]) -> list[str]:
-        return fixed_overrides + [f"{k}={hydra_value(v)}" for k, v in values.items()]
+        return base_overrides + [f"{k}={hydra_value(v)}" for k, v in values.items()]
 
     def objective_fn(trial: optuna.Trial) -> list[float]:
         values = {spec.name: spec.suggest(trial) for spec in specs}
@@ -617,7 +665,7 @@ def run_study(
             })
         study.optimize(objective_fn, n_trials=base_cfg.tune.n_trials, timeout=base_cfg.tune.timeout,
                        catch=TRIAL_ERRORS)
-        result = _finish(study, objective, value_names, specs, trial_overrides, params, base_cfg, tuned_path)
+        result = _finish(study, objective, value_names, trial_overrides, params, tuned_path)
         if tracking:
             _log_parent(study, result, value_names)
             result.parent_run_id = parent.info.run_id
@@ -633,8 +681,9 @@ def _check_keys_exist(cfg: Config, specs: list[ParamSpec]) -> None:
         raise ConfigError(f"tune.search_space: {missing} are not config keys")
 
 
-def _finish(study: optuna.Study, objective: str, value_names: list[str], specs: list[ParamSpec],
-            trial_overrides: Any, params: str | None, base_cfg: Config, tuned_path: str | Path | None) -> TuneResult:
+def _finish(study: optuna.Study, objective: str, value_names: list[str],
+            trial_overrides: Callable[[dict[str, Any]], list[str]], params: str | None,
+            tuned_path: str | Path | None) -> TuneResult:
     """Pick the best trial(s), write tuned.yaml, and build the result."""
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
@@ -647,18 +696,18 @@ def _finish(study: optuna.Study, objective: str, value_names: list[str], specs: 
     path = Path(tuned_path) if tuned_path else conf_dir() / "model" / "tuned.yaml"
     values = ", ".join(f"{k}={v:.4g}" for k, v in zip(value_names, chosen.values))
     header = [
-        f"Written by `github-ueba tune`: study {study.study_name!r}, objective {objective}, trial {chosen.number} ({values}).",
+        f"Written by `github-ueba tune`: study {study.study_name!r}, objective {objective}, "
+        f"trial {chosen.number} ({values}).",
         "Use it: github-ueba train model=tuned   or   dvc exp run -S model=tuned",
     ]
     if extra:
         header.append(f"The study also chose {' '.join(extra)} (not a model key): add it as an override, e.g.")
         header.append("  dvc exp run -S model=tuned" + "".join(f" -S {o}" for o in extra))
     write_tuned_model(tuned_model_config(cfg), path, header)
-    value_cols = value_names
     return TuneResult(
         study_name=study.study_name,
         objective=objective,
-        trials=trials_table(study, value_cols),
+        trials=trials_table(study, value_names),
         best=[_trial_summary(t, value_names) for t in best],
         chosen=_trial_summary(chosen, value_names),
         tuned_path=path,

@@ -20,8 +20,9 @@ day never counts. Definitions, per count feature `f` in `COUNT_FEATURES`:
   at all the centre is the peer mean too. With no peer rows at all (the table's first day) the
   centre is 0 and the scale 1. Negative z is clipped to 0 when `features.clip_negative_z` (the
   paper's choice).
-- `max_z`: the largest `f_z` of the row, so one extreme count is one feature for the forest, not
-  one of many (the paper's code has the same "composite max" as an option).
+- `max_z` and `<group>_max_z` for each group in `Z_GROUPS`: the largest `f_z` of the row (of the
+  group), so one extreme count is one strong feature for the forest instead of one of dozens
+  (IsolationForest picks split features uniformly; the paper's code has a "composite max" option).
 - `history_days`: the actor's active days in the window; `has_baseline`: history_days >=
   `features.min_history_days`; `days_since_last_active`: days since the actor's previous active
   day, capped at B (B also on the actor's first day in the table).
@@ -76,6 +77,31 @@ COUNT_FEATURES: tuple[str, ...] = (
     "members_removed",
 )
 
+#: Count features grouped by what an unusual value means; each group gets a `<group>_max_z`.
+Z_GROUPS: dict[str, tuple[str, ...]] = {
+    "volume": ("events", "git_clone", "git_fetch", "git_push", "repo_download", "unique_repos", "unique_actions"),
+    "access": ("unique_ips", "unique_countries", "first_seen_ips", "first_seen_countries", "off_hours_events"),
+    "novelty": (
+        "new_repos",
+        "new_repo_clones",
+        "new_repo_pushes",
+        "new_repo_downloads",
+        "first_seen_repos",
+        "first_seen_actions",
+        "repo_create",
+    ),
+    "security": (
+        "protection_changes",
+        "secret_scanning_disabled",
+        "security_alerts_disabled",
+        "org_security_weakened",
+        "access_granted",
+        "persistence",
+        "repo_exposure",
+        "members_removed",
+    ),
+}
+
 #: Base columns that are not z-scored (flags and the leaver countdown).
 FLAG_FEATURES: tuple[str, ...] = ("is_weekend", "is_leaver", "days_to_removal")
 
@@ -128,6 +154,11 @@ def std_column(feature: str) -> str:
 def z_column(feature: str) -> str:
     """Name of the z-score column of `feature`."""
     return f"{feature}_z"
+
+
+def group_z_column(group: str) -> str:
+    """Name of the largest z-score among the count features of `group` (a key of Z_GROUPS)."""
+    return f"{group}_max_z"
 
 
 def paper_z_column(feature: str) -> str:
@@ -288,7 +319,8 @@ def _history_columns(layout: _Layout, n_baseline: np.ndarray, window: int, min_h
 def _float_columns() -> list[str]:
     """The float32 columns added, in output order (the history columns follow them)."""
     names = [n for f in COUNT_FEATURES for n in (mean_column(f), std_column(f), z_column(f))]
-    return [*names, "max_z", *(paper_z_column(f) for f in PAPER_COUNT_FEATURES)]
+    groups = [group_z_column(g) for g in Z_GROUPS]
+    return [*names, "max_z", *groups, *(paper_z_column(f) for f in PAPER_COUNT_FEATURES)]
 
 
 def _empty_result(base: pd.DataFrame) -> pd.DataFrame:
@@ -332,7 +364,8 @@ def behaviour_features(base: pd.DataFrame, settings: FeaturesConfig, baseline: s
             block[order, position[name]] = sorted_values
 
     novel = np.zeros(len(order), dtype=np.int32)
-    max_z = np.full(len(order), -np.inf)
+    group_of = {f: g for g, members in Z_GROUPS.items() for f in members}
+    group_max = {g: np.full(len(order), -np.inf) for g in Z_GROUPS}
     for feature in COUNT_FEATURES:
         raw = base[feature].to_numpy()
         values = (raw if identity else raw[order]).astype(_count_dtype(raw), copy=False)
@@ -348,7 +381,7 @@ def behaviour_features(base: pd.DataFrame, settings: FeaturesConfig, baseline: s
         put(std_column(feature), std)
         z = np.maximum(z, 0.0) if settings.clip_negative_z else z
         put(z_column(feature), z)
-        np.maximum(max_z, z, out=max_z)
+        np.maximum(group_max[group_of[feature]], z, out=group_max[group_of[feature]])
         novel += (values > 0) & (s1 == 0) & (n_baseline >= 1)
         if feature in PAPER_COUNT_FEATURES:
             p1 = sums[:-1] - sums[layout.actor_start]
@@ -357,7 +390,9 @@ def behaviour_features(base: pd.DataFrame, settings: FeaturesConfig, baseline: s
                 paper_z = np.where(p_std > 0, (values - p_mean) / p_std, 0.0)
             put(paper_z_column(feature), np.maximum(paper_z, 0.0))
 
-    put("max_z", max_z)
+    for group, largest in group_max.items():
+        put(group_z_column(group), largest)
+    put("max_z", np.maximum.reduce(list(group_max.values())))
     counts = _history_columns(layout, n_baseline, window, settings.min_history_days)
     counts["novel_features"] = novel
     if not identity:

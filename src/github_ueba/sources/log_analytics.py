@@ -27,6 +27,7 @@ import pandas as pd
 from github_ueba.config import Config, ConfigError, FeaturesConfig, LogAnalyticsSource
 from github_ueba.errors import UebaError
 from github_ueba.events import KQL_TABLE
+from github_ueba.features.base import BASE_FEATURE_COLUMNS
 from github_ueba.sources.la_presets import mapping_query, prelude, reads_table_directly
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,10 @@ def _retry_policy(cfg: LogAnalyticsSource) -> Any:
     from azure.core.pipeline.policies import RetryPolicy
 
     class QueryRetryPolicy(RetryPolicy):
+        """RetryPolicy that leaves 504 to the caller."""
+
         def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+            """azure-core's decision, except never for a 504."""
             if response.http_response.status_code == 504:
                 return False
             return super().is_retry(settings, response)
@@ -188,6 +192,13 @@ def table_to_frame(table: Any) -> pd.DataFrame:
     if "day" in frame:
         frame["day"] = frame["day"].dt.floor("D")
     return frame
+
+
+def empty_base_features() -> pd.DataFrame:
+    """The base-features frame with no rows (an empty window)."""
+    columns = {"actor": pd.Series(dtype="str"), "day": pd.Series(dtype="datetime64[us]")}
+    columns.update({name: pd.Series(dtype="int64") for name in BASE_FEATURE_COLUMNS[2:]})
+    return pd.DataFrame(columns)
 
 
 class LogAnalyticsFeatureSource:
@@ -260,8 +271,15 @@ class LogAnalyticsFeatureSource:
                      _span(chunk_start, middle), _span(middle, chunk_end))
             pending.extendleft([(middle, chunk_end), (chunk_start, middle)])
         if not frames:
-            return pd.DataFrame({"actor": pd.Series(dtype="str"), "day": pd.Series(dtype="datetime64[us]")})
+            return empty_base_features()
         result = pd.concat(frames, ignore_index=True)
+        missing = [c for c in BASE_FEATURE_COLUMNS if c not in result]
+        if missing:
+            raise LogAnalyticsError(
+                f"Log Analytics window {_span(start, end)}: the result lacks columns {missing} "
+                f"(out-of-date saved functions? re-save kql/ or set source.use_saved_functions=false)"
+            )
+        result = result[list(BASE_FEATURE_COLUMNS)]
         return result.sort_values(["actor", "day"], kind="stable").reset_index(drop=True)
 
     def _query_chunk(

@@ -12,6 +12,7 @@ action, checked against GitHub's "Audit log events for your organization / enter
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -48,7 +49,7 @@ ACTION_CATALOG: dict[str, tuple[str, str, str]] = {
     "repo.register_self_hosted_runner": ("create", "web", "repo"),
     "protected_branch.create": ("create", "web", "repo"),
     "protected_branch.destroy": ("remove", "web", "repo"),
-    "protected_branch.policy_override": ("modify", "git", "repo"),
+    "protected_branch.policy_override": ("modify", "web", "repo"),
     "protected_branch.update_admin_enforced": ("modify", "web", "repo"),
     "protected_branch.update_pull_request_reviews_enforcement_level": ("modify", "web", "repo"),
     "protected_branch.update_required_status_checks_enforcement_level": ("modify", "web", "repo"),
@@ -282,8 +283,9 @@ class SimulatedEnterprise:
 def write_ndjson(table: pa.Table, path: str | Path, omit_nulls: bool = True) -> Path:
     """Write audit events as NDJSON through DuckDB `COPY`, atomically; gzip when the name ends in `.gz`.
 
-    With `omit_nulls`, null fields are left out of each line as GitHub's exports do (about 2x slower
-    than writing them as `null`, which `omit_nulls=False` does).
+    With `omit_nulls` (default) a null field is left out of its line, as in GitHub's exports; each
+    line is then assembled in SQL from the columns (about as fast as DuckDB's own JSON writer, which
+    `omit_nulls=False` uses and which writes nulls as `null`).
     """
     target = Path(path)
     compression = "gzip" if target.suffix == ".gz" else "none"
@@ -294,10 +296,10 @@ def write_ndjson(table: pa.Table, path: str | Path, omit_nulls: bool = True) -> 
         with io.atomic_path(target) as tmp:
             tmp_sql = str(tmp).replace("'", "''")
             if omit_nulls:
+                line = _ndjson_line_sql(table.schema)
                 con.execute(
-                    "COPY (SELECT json_strip_nulls(to_json(e)) FROM raw_events AS e) "
-                    f"TO '{tmp_sql}' (FORMAT CSV, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f', "
-                    f"COMPRESSION {compression})"
+                    f"COPY (SELECT {line} FROM raw_events) TO '{tmp_sql}' "
+                    f"(FORMAT CSV, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f', COMPRESSION {compression})"
                 )
             else:
                 con.execute(f"COPY (SELECT * FROM raw_events) TO '{tmp_sql}' (FORMAT JSON, COMPRESSION {compression})")
@@ -306,6 +308,26 @@ def write_ndjson(table: pa.Table, path: str | Path, omit_nulls: bool = True) -> 
     finally:
         con.close()
     return target
+
+
+def _ndjson_line_sql(schema: pa.Schema) -> str:
+    """SQL building one JSON object per row that leaves null fields out (concat_ws skips NULLs).
+
+    The lines are written with the CSV writer under a delimiter and quote that JSON text never holds
+    raw (U+001F, none), so they come out verbatim.
+    """
+    pieces = []
+    for f in schema:
+        column = '"' + f.name.replace('"', '""') + '"'
+        key = json.dumps(f.name).replace("'", "''")
+        if pa.types.is_integer(f.type):
+            value = f"CAST({column} AS VARCHAR)"
+        elif pa.types.is_struct(f.type):
+            value = f"json_strip_nulls(to_json({column}))"
+        else:
+            value = f"to_json({column})"
+        pieces.append(f"'{key}:' || {value}")
+    return "'{' || concat_ws(',', " + ", ".join(pieces) + ") || '}'"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -568,41 +590,9 @@ def _build_world(cfg: SimulatorSource, rng: np.random.Generator) -> _World:
     vacation_start = np.where(human & (rng.random(n_people) < 0.7), rng.integers(0, days, n_people), days)
     vacation_len = rng.integers(5, 11, n_people)
 
-    rates = np.zeros((n_people, len(_ROUTINE_ACTIONS)))
-    col = {a: i for i, a in enumerate(_ROUTINE_ACTIONS)}
-    activity = rng.lognormal(0.0, 0.45, n_people) * np.where(role == ADMIN, 0.4, 1.0)
-    for action, rate in _HUMAN_RATES.items():
-        rates[human, col[action]] = rate * activity[human]
-    rates[human, col["git.fetch"]] *= rng.lognormal(0.0, 0.5, int(human.sum()))
-    for action, rate in _MAINTAINER_RATES.items():
-        rates[maintainer, col[action]] = rate
-    for k, profile in enumerate(machine_profile):
-        for action, per_repo in profile[1].items():
-            rates[n_humans + k, col[action]] = per_repo * n_repos
-
-    client = rng.integers(0, len(_HUMAN_CLIENTS), n_people)
-    git_ua = np.array([_UA_CODE[_HUMAN_CLIENTS[c][0]] for c in client], np.int16)
-    web_ua = np.array([_UA_CODE[_HUMAN_CLIENTS[c][1]] for c in client], np.int16)
-    machine_ua = np.array([_UA_CODE[_MACHINE_AGENT.get(n, "git/2.47.1")] for n in bot_names + svc_names], np.int16)
-    git_ua[~human] = machine_ua
-    web_ua[~human] = machine_ua
-    transport = np.where(human & (rng.random(n_people) < 0.45), TRANSPORTS.index("ssh"), TRANSPORTS.index("http"))
-    git_token = np.where(rng.random(n_people) < 0.35, TOKEN_KINDS.index("personal_access_token"),
-                         TOKEN_KINDS.index("oauth_token"))
-    git_token = np.where(transport == TRANSPORTS.index("ssh"), -1, git_token)
-    web_token = np.full(n_people, -1)
-    git_token[role == BOT] = web_token[role == BOT] = TOKEN_KINDS.index("GitHub App server-to-server token")
-    git_token[role == SERVICE] = web_token[role == SERVICE] = TOKEN_KINDS.index("personal_access_token")
-
-    per = cfg.repos_per_team
-    extras = 2
-    candidates = np.empty((n_people, per + extras), np.int32)
-    others = rng.integers(0, n_repos - per, (n_people, extras))
-    own_team = np.maximum(team, 0)[:, None]
-    candidates[:, per:] = others + per * (others >= own_team * per)
-    candidates[:, :per] = own_team * per + np.arange(per)
-    candidates[role == ADMIN] = rng.integers(0, n_repos, (int((role == ADMIN).sum()), per + extras))
-    candidates = rng.permuted(candidates, axis=1)
+    rates = _routine_rates(rng, role, maintainer, machine_profile, n_repos)
+    git_ua, web_ua, transport, git_token, web_token = _client_profiles(rng, role, bot_names + svc_names)
+    candidates = _usual_repos(rng, cfg.repos_per_team, n_repos, team, role)
 
     world = _World(
         cfg=cfg, t0_ms=t0_ms, days=days, weekday0=first_day.weekday(), names=names, n_people=n_people,
@@ -611,8 +601,8 @@ def _build_world(cfg: SimulatorSource, rng: np.random.Generator) -> _World:
         start_day=np.zeros(n_people, np.int64), end_day=np.full(n_people, days - 1, np.int64),
         weekday_prob=weekday_prob, weekend_prob=weekend_prob, vacation_start=vacation_start,
         vacation_len=vacation_len, day_noise_shape=np.where(human, 3.0, 30.0), rates=rates,
-        git_ua=git_ua, web_ua=web_ua, git_token=git_token.astype(np.int8), web_token=web_token.astype(np.int8),
-        transport=transport.astype(np.int8), candidates=candidates,
+        git_ua=git_ua, web_ua=web_ua, git_token=git_token, web_token=web_token, transport=transport,
+        candidates=candidates,
         ip_table=np.full((n_people, 8), -1, np.int32), ip_count=np.ones(n_people, np.int64),
         ip_main_share=np.ones(n_people),
         team_names=team_names, repos=repos, repo_team=repo_team, repo_visibility=repo_visibility,
@@ -620,6 +610,58 @@ def _build_world(cfg: SimulatorSource, rng: np.random.Generator) -> _World:
     )
     _assign_addresses(world, rng)
     return world
+
+
+def _routine_rates(rng: np.random.Generator, role: np.ndarray, maintainer: np.ndarray, machine_profile: list,
+                   n_repos: int) -> np.ndarray:
+    """[person, routine action] mean count per active day: personal activity for humans, per-repo for machines."""
+    human = role <= ADMIN
+    rates = np.zeros((len(role), len(_ROUTINE_ACTIONS)))
+    col = {a: i for i, a in enumerate(_ROUTINE_ACTIONS)}
+    activity = rng.lognormal(0.0, 0.45, len(role)) * np.where(role == ADMIN, 0.4, 1.0)
+    for action, rate in _HUMAN_RATES.items():
+        rates[human, col[action]] = rate * activity[human]
+    rates[human, col["git.fetch"]] *= rng.lognormal(0.0, 0.5, int(human.sum()))  # IDE auto-fetch varies a lot
+    for action, rate in _MAINTAINER_RATES.items():
+        rates[maintainer, col[action]] = rate
+    machines = np.flatnonzero(~human)
+    for person, profile in zip(machines, machine_profile):
+        for action, per_repo in profile[1].items():
+            rates[person, col[action]] = per_repo * n_repos
+    return rates
+
+
+def _client_profiles(rng: np.random.Generator, role: np.ndarray, machine_names: list[str]) -> tuple[np.ndarray, ...]:
+    """Per person: git and web user agents, git transport, and the token kinds of git and web requests."""
+    human = role <= ADMIN
+    client = rng.integers(0, len(_HUMAN_CLIENTS), len(role))
+    git_ua = np.array([_UA_CODE[git] for git, _ in _HUMAN_CLIENTS], np.int16)[client]
+    web_ua = np.array([_UA_CODE[web] for _, web in _HUMAN_CLIENTS], np.int16)[client]
+    machine_ua = np.array([_UA_CODE[_MACHINE_AGENT.get(n, "git/2.47.1")] for n in machine_names], np.int16)
+    git_ua[~human] = machine_ua
+    web_ua[~human] = machine_ua
+    ssh = human & (rng.random(len(role)) < 0.45)
+    transport = np.where(ssh, TRANSPORTS.index("ssh"), TRANSPORTS.index("http")).astype(np.int8)
+    pat = rng.random(len(role)) < 0.35
+    git_token = np.where(pat, TOKEN_KINDS.index("personal_access_token"), TOKEN_KINDS.index("oauth_token"))
+    git_token = np.where(ssh, -1, git_token).astype(np.int8)
+    web_token = np.full(len(role), -1, np.int8)
+    git_token[role == BOT] = web_token[role == BOT] = TOKEN_KINDS.index("GitHub App server-to-server token")
+    git_token[role == SERVICE] = web_token[role == SERVICE] = TOKEN_KINDS.index("personal_access_token")
+    return git_ua, web_ua, transport, git_token, web_token
+
+
+def _usual_repos(rng: np.random.Generator, per_team: int, n_repos: int, team: np.ndarray, role: np.ndarray,
+                 extras: int = 2) -> np.ndarray:
+    """[person, K] usual repos in order of preference: the team's plus a couple of others (admins: any)."""
+    candidates = np.empty((len(team), per_team + extras), np.int32)
+    others = rng.integers(0, n_repos - per_team, (len(team), extras))
+    own_team = np.maximum(team, 0)[:, None]
+    candidates[:, per_team:] = others + per_team * (others >= own_team * per_team)
+    candidates[:, :per_team] = own_team * per_team + np.arange(per_team)
+    admins = role == ADMIN
+    candidates[admins] = rng.integers(0, n_repos, (int(admins.sum()), per_team + extras))
+    return rng.permuted(candidates, axis=1)
 
 
 def _assign_addresses(world: _World, rng: np.random.Generator) -> None:
@@ -808,8 +850,9 @@ def _scripted(world: _World, person: int, day: int, hours: np.ndarray, actions: 
     """Turn one actor's planned actions on one local day into events (defaults from their profile).
 
     `hours` are local hours of `person`; `ip` defaults to their main IP (country follows the IP);
-    `ua`, `token` and `transport` override the profile for git/web events. Events outside the
-    simulated window are dropped, so labels built from the batch always have events.
+    `ua`, `token` and `transport` override the profile for git/web events. A session that would
+    straddle UTC midnight is nudged into the UTC day holding most of it (one session, one actor-day),
+    and events outside the simulated window are dropped, so labels built from the batch have events.
     """
     hours = np.atleast_1d(np.asarray(hours, float))
     n = len(hours)
@@ -826,7 +869,8 @@ def _scripted(world: _World, person: int, day: int, hours: np.ndarray, actions: 
     if transport is not None:
         transport_codes = np.where(_ACTION_CHANNEL[action] == GIT, TRANSPORTS.index(transport), -1).astype(np.int8)
     batch = _EventBatch(
-        ts=_utc_ms(world, person, day, hours), person=people.astype(np.int32), action=action,
+        ts=_within_one_utc_day(world, _utc_ms(world, person, day, hours)), person=people.astype(np.int32),
+        action=action,
         repo=repo.astype(np.int32), user=_codes(users, {}, n).astype(np.int32),
         ip=np.full(n, world.ip_table[person, 0] if ip is None else ip, np.int32),
         ua=ua_codes, token=token_codes, transport=transport_codes,
@@ -834,6 +878,19 @@ def _scripted(world: _World, person: int, day: int, hours: np.ndarray, actions: 
         permission=_codes(permission, PERMISSIONS, n).astype(np.int8),
     )
     return batch.select((batch.ts >= world.t0_ms) & (batch.ts < world.end_ms))
+
+
+def _within_one_utc_day(world: _World, ts: np.ndarray, margin_ms: int = 5 * 60_000) -> np.ndarray:
+    """Shift a session crossing UTC midnight into the UTC day holding most of its events."""
+    day = (ts - world.t0_ms) // DAY_MS
+    if len(ts) == 0 or day.min() == day.max():
+        return ts
+    main = day.min() + np.bincount(day - day.min()).argmax()
+    low = world.t0_ms + main * DAY_MS + margin_ms
+    high = world.t0_ms + (main + 1) * DAY_MS - margin_ms
+    if ts.min() < low:
+        return ts + (low - ts.min())
+    return ts - (ts.max() - high)
 
 
 def _work_hours(world: _World, rng: np.random.Generator, person: int, n: int) -> np.ndarray:
