@@ -43,7 +43,7 @@ def timing() -> None:
     features_s = time.perf_counter() - started
     detect_start = table["day"].max() - pd.Timedelta(days=29)
     rows = training_rows(table, detect_start, SETTINGS.min_history_days, train_on_bots=False)
-    detector = ActorDayDetector(feature_columns=columns_for("full"), n_estimators=300)
+    detector = ActorDayDetector(feature_columns=columns_for("full"), n_estimators=300, n_jobs=2)
     started = time.perf_counter()
     detector.fit(rows)
     fit_s = time.perf_counter() - started
@@ -54,7 +54,7 @@ def timing() -> None:
     started = time.perf_counter()
     reasons(detector, top)
     reasons_s = time.perf_counter() - started
-    print(f"{len(table):,} actor-days ({len(rows):,} training rows, {len(columns_for('full'))} features, 300 trees): "
+    print(f"{len(table):,} actor-days ({len(rows):,} training rows, {len(columns_for('full'))} features, 300 trees, n_jobs=2): "
           f"behaviour features {features_s:.1f} s, fit {fit_s:.1f} s, score all {score_s:.1f} s "
           f"({len(table) / score_s:,.0f} rows/s), reasons for the top 100 {reasons_s:.2f} s")
 

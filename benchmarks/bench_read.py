@@ -105,8 +105,9 @@ def read_child(path: str, out_dir: str) -> None:
     started = time.perf_counter()
     counts = read_exports_to(path, Path(out_dir) / "events.parquet", Path(out_dir) / "rejected.ndjson")
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "counts": counts}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": usage.ru_maxrss / 1024, "counts": counts}))
 
 
 def main() -> None:
@@ -134,8 +135,8 @@ def main() -> None:
         sys.exit(child.stderr)
     result = json.loads(child.stdout.strip().splitlines()[-1])
     counts, seconds = result["counts"], result["seconds"]
-    print(f"read_exports_to: {seconds:.1f} s, {counts['records_read'] / seconds:,.0f} records/s, "
-          f"peak RSS {result['peak_rss_mb']:,.0f} MB")
+    print(f"read_exports_to: {seconds:.1f} s wall ({result['cpu_seconds']:.1f} s CPU), "
+          f"{counts['records_read'] / seconds:,.0f} records/s, peak RSS {result['peak_rss_mb']:,.0f} MB")
     print(f"counts: accepted {counts['accepted']:,}, rejected {counts['rejected']:,} "
           f"{counts['rejected_by_reason']}, duplicates {counts['duplicates']:,}")
     if not args.keep and args.dir is None:

@@ -63,6 +63,15 @@ def test_reasons_are_words_not_column_names(scored):
     assert len(texts) == 15 and all(texts)
     assert all("_" not in t and len(t.split("; ")) <= 3 for t in texts), texts
     assert reasons(detector, top.iloc[:0]) == []
+    calm = top.head(1).assign(**{c: 0.0 for c in top.columns if c.endswith("_z")}, is_weekend=0)
+    calm = calm.assign(**{f: 0 for f in COUNT_FEATURES if f not in ("events", "git_clone")})
+    text = reasons(detector, calm)[0]
+    assert text.startswith("unusual mix: ") and len(text.split("; ")) == 2, text
+
+
+def test_numbers_are_short():
+    values = np.array([200, 2.63, 0.04, 0.2, 0.0, 12.6, np.nan, 3.0, 1.05])
+    assert list(_fmt(values)) == ["200", "2.6", "0.04", "0.2", "0", "13", "?", "3", "1.1"]
 
 
 def test_every_count_feature_has_words():

@@ -124,15 +124,21 @@ def row(features: pd.DataFrame, actor: str, day: str) -> pd.Series:
 def test_output_contract(events_path: Path) -> None:
     frame = base_features(events_path, START, END, HISTORY_START, SETTINGS)
     assert list(frame.columns) == list(BASE_FEATURE_COLUMNS)
-    assert frame["actor"].dtype == object or str(frame["actor"].dtype) == "str"
+    assert pd.api.types.is_string_dtype(frame["actor"])
     assert pd.api.types.is_datetime64_any_dtype(frame["day"]) and frame["day"].dt.tz is None
     assert all(frame[c].dtype == "int64" for c in BASE_FEATURE_COLUMNS[2:])
     assert (frame["day"] == frame["day"].dt.normalize()).all()
     keys = list(frame[["actor", "day"]].itertuples(index=False))
     assert keys == sorted(keys)
-    # days only in [Jan 6, Jan 13); nina's Jan 4 and the Jan 13 00:00 push give no row; no null actor
-    assert frame["day"].min() == pd.Timestamp("2025-01-06") and frame["day"].max() == pd.Timestamp("2025-01-12")
-    assert frame["actor"].notna().all() and "x" not in set(frame["actor"])
+    # one row per active (actor, day) in [Jan 6, Jan 13): nina's Jan 4, alice's Dec 31 and Jan 13 00:00
+    # events give no row, nor does the event without an actor; olga and fred are active Jan 6-10.
+    expected = {
+        "alice": ["06", "07"], "nina": ["06", "07"], "lee": ["06", "08", "10"], "admin": ["09"],
+        "walt": ["10", "11", "12"], "mallory": ["08"], "sam": ["09"],
+        "olga": ["06", "07", "08", "09", "10"], "fred": ["06", "07", "08", "09", "10"],
+    }
+    got = frame.groupby("actor")["day"].agg(lambda days: [f"{d:%d}" for d in days]).to_dict()
+    assert got == expected
 
 
 def test_first_seen_across_days(features: pd.DataFrame) -> None:

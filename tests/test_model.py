@@ -72,6 +72,8 @@ def test_fit_and_score_conventions(fitted, features):
     np.testing.assert_allclose(fitted.anomaly_score(features), -decision)
     np.testing.assert_allclose(fitted.score_samples(features) - fitted.offset_, decision)
     np.testing.assert_array_equal(fitted.predict(features), np.where(decision < 0, -1, 1))
+    threaded = clone(fitted).set_params(n_jobs=2).fit(features)
+    np.testing.assert_allclose(threaded.decision_function(features), decision)
     shuffled = features.sample(frac=1.0, random_state=0)[list(reversed(features.columns))]
     np.testing.assert_allclose(fitted.decision_function(shuffled), fitted.decision_function(features.loc[shuffled.index]))
 

@@ -185,7 +185,8 @@ def test_stolen_token_comes_from_a_new_country_at_night_with_a_token(sim, events
     foreign = seen[seen["country"] != seen["actor"].map(home["country"])]
     assert foreign["actor"].nunique() == rows["actor"].nunique()
     assert (foreign["programmatic_access_type"] == "personal_access_token").all()
-    local_hour = (foreign["time"].dt.hour + foreign["time"].dt.minute / 60 + foreign["actor"].map(home["utc_offset"])) % 24
+    utc_hour = foreign["time"].dt.hour + foreign["time"].dt.minute / 60
+    local_hour = (utc_hour + foreign["actor"].map(home["utc_offset"])) % 24
     assert local_hour.between(1.0, 6.0).all()
     victims_elsewhere = events[events["actor"].isin(rows["actor"]) & ~events["day"].isin(rows["day"])]
     assert not set(foreign["actor_ip"]) & set(victims_elsewhere["actor_ip"])

@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("actor")
     explain.add_argument("day", help="YYYY-MM-DD")
     with_config(explain)
+    promote = with_config(sub.add_parser("promote", help="set the registry alias @champion on a model version"))
+    promote.add_argument("--version", help="model version (default: the latest)")
+    promote.add_argument("--run-id", help="the version logged by this run")
+    promote.add_argument("--force", action="store_true", help="promote even without detect metrics")
+    promote.add_argument("--reason", default="", help="why (recorded as a version tag)")
+    promote.add_argument("--who", help="who promotes (default: $USER)")
+    score = with_config(sub.add_parser("score", help="score day(s) with the promoted model (no DVC needed)"))
+    score.add_argument("--day", action="append", type=_parse_day, help="YYYY-MM-DD (repeatable; default: window end)")
+    score.add_argument("--model-uri", help="default: models:/<tracking.registered_model>@champion")
     with_config(sub.add_parser("tune", help="Optuna study over the detector; writes conf/model/tuned.yaml"))
     with_config(sub.add_parser("compare", help="our model vs the paper's method on the same features and labels"))
     kql = sub.add_parser("kql", help="KQL helpers")
@@ -99,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
             from github_ueba.analyst import explain
 
             print(explain(cfg, args.actor, _parse_day(args.day)))
+        elif args.command == "promote":
+            from github_ueba.tracking import promote as promote_version
+
+            mv = promote_version(cfg, version=args.version, run_id=args.run_id, force=args.force,
+                                 reason=args.reason, who=args.who)
+            print(f"{mv.name} version {mv.version} is now @champion")
+        elif args.command == "score":
+            from github_ueba.scoring import score as score_days
+
+            for path in score_days(cfg, args.model_uri, args.day):
+                print(path)
         elif args.command == "tune":
             from github_ueba.tune import run_study
 
@@ -119,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("%s: %s", args.command, {k: v for k, v in result.items() if not isinstance(v, (list, dict))})
     except (ConfigError, UebaError) as err:
         print(f"github-ueba {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # MLflow store errors: one line, without importing mlflow for every command
+        if not type(err).__module__.startswith("mlflow."):
+            raise
+        print(f"github-ueba {args.command}: MLflow error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: stop quietly, as other Unix tools do.

@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from github_ueba.errors import InputError
+
 BENIGN_PREFIX = "benign"
 #: Share of the scored actor-days in the "top 1%" list an analyst reviews.
 TOP_SHARE = 0.01
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError, ValueError):
     """Scores or labels that cannot be evaluated (missing columns, duplicate actor-days)."""
 
 

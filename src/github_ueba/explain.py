@@ -120,14 +120,15 @@ def top_contributions(detector: ActorDayDetector, rows: pd.DataFrame) -> pd.Data
 
 
 def _fmt(values: np.ndarray) -> np.ndarray:
-    """Short numbers: integers as such, |v| >= 10 rounded, else one decimal."""
+    """Short numbers: whole numbers as such, >= 10 rounded, 1..10 one decimal, below 1 two decimals."""
     values = np.asarray(values, dtype=np.float64)
     finite = np.nan_to_num(values, nan=0.0)
-    tenth = np.round(finite, 1)
-    whole = (np.abs(finite) >= 10) | (tenth == np.round(tenth))
-    as_int = np.round(finite).astype(np.int64).astype(str)
-    as_tenth = np.char.mod("%.1f", tenth)
-    return np.where(np.isnan(values), "?", np.where(whole, as_int, as_tenth))
+    size = np.abs(finite)
+    rounded = np.round(finite).astype(np.int64).astype(str)
+    decimals = np.where(size < 1, np.char.mod("%.2f", finite), np.char.mod("%.1f", finite))
+    decimals = np.char.rstrip(np.char.rstrip(decimals, "0"), ".")
+    whole = (size >= 10) | (np.round(finite, 2) == np.round(finite))
+    return np.where(np.isnan(values), "?", np.where(whole, rounded, decimals))
 
 
 def _phrase(template: str, counts: np.ndarray) -> pd.Series:
@@ -137,7 +138,8 @@ def _phrase(template: str, counts: np.ndarray) -> pd.Series:
 
 
 def _count_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataFrame]:
-    """Unusual counts (z >= Z_UNUSUAL) and always-named security events, one frame per feature."""
+    """Every count of every row as a phrase; `eligible` marks unusual counts (z >= Z_UNUSUAL) and
+    security events (ALWAYS_NAMED), which get tier 0."""
     parts = []
     position = np.arange(len(rows))
     for feature in COUNT_FEATURES:
@@ -146,9 +148,7 @@ def _count_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataF
         value = rows[feature].to_numpy(dtype=np.float64)
         z = rows[z_column(feature)].to_numpy(dtype=np.float64)
         named = (value > 0) & (feature in ALWAYS_NAMED)
-        keep = (value > 0) & ((z >= Z_UNUSUAL) | named)
-        if not keep.any():
-            continue
+        eligible = (value > 0) & ((z >= Z_UNUSUAL) | named)
         template = WORDS.get(feature, feature)
         if "{n}" in template:
             text = _phrase(template, value)
@@ -169,14 +169,16 @@ def _count_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataF
                     "tier": np.where(named, 0, 1),
                     "share": shares[feature].to_numpy(),
                     "z": z,
+                    "eligible": eligible,
                 }
-            ).loc[keep]
+            )
         )
     return parts
 
 
 def _context_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataFrame]:
-    """Leaving, thin history, long absence, new kinds of activity, weekend: when they mattered."""
+    """Leaving, thin history, long absence, new kinds of activity, weekend, where they apply;
+    `eligible` when the forest gave them at least CONTEXT_SHARE of the credit."""
     position = np.arange(len(rows))
     facts: list[tuple[str, np.ndarray, pd.Series]] = []
     if "is_leaver" in rows and "days_to_removal" in rows:
@@ -199,10 +201,8 @@ def _context_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.Dat
     parts = []
     for column, applies, text in facts:
         share = shares[column].to_numpy() if column in shares else np.zeros(len(rows))
-        keep = applies & (share >= CONTEXT_SHARE)
-        parts.append(
-            pd.DataFrame({"row": position, "text": text.to_numpy(), "tier": 1, "share": share, "z": 0.0}).loc[keep]
-        )
+        frame = pd.DataFrame({"row": position, "text": text.to_numpy(), "tier": 1, "share": share, "z": 0.0})
+        parts.append(frame.assign(eligible=share >= CONTEXT_SHARE).loc[applies])
     return parts
 
 
@@ -241,31 +241,20 @@ def topic_shares(detector: ActorDayDetector, rows: pd.DataFrame) -> pd.DataFrame
 
 
 def reasons(detector: ActorDayDetector, rows: pd.DataFrame, top_n: int = 4) -> list[str]:
-    """One readable line per row, e.g. `git clones 212 (usual 3±2 over 58 days); new country (1)`."""
+    """One readable line per row, e.g. `git clones 212 (usual 3±2 over 58 days); new country (1)`.
+
+    Security events first, then unusual counts and context by attribution share (ties by z). A row
+    with nothing unusual to name reads "unusual mix: " and its two most credited facts.
+    """
     if rows.empty:
         return []
     shares = topic_shares(detector, rows)
-    candidates = pd.concat(
-        [*_count_candidates(rows, shares), *_context_candidates(rows, shares)],
-        ignore_index=True,
+    candidates = pd.concat([*_count_candidates(rows, shares), *_context_candidates(rows, shares)], ignore_index=True)
+    ordered = candidates.sort_values(["row", "tier", "share", "z"], ascending=[True, True, False, False], kind="stable")
+    named = ordered.loc[ordered["eligible"]].groupby("row").head(top_n)
+    mixed = ordered.loc[~ordered["row"].isin(named["row"])].sort_values(
+        ["row", "share", "z"], ascending=[True, False, False], kind="stable"
     )
-    fallback = _fallback(rows, shares)
-    if candidates.empty:
-        return list(fallback)
-    chosen = candidates.sort_values(["row", "tier", "share", "z"], ascending=[True, True, False, False], kind="stable")
-    chosen = chosen.groupby("row").head(top_n)
-    joined = chosen.groupby("row")["text"].agg("; ".join)
-    text = pd.Series(fallback).copy()
-    text.loc[joined.index] = joined.to_numpy()
-    return text.tolist()
-
-
-def _fallback(rows: pd.DataFrame, shares: pd.DataFrame) -> np.ndarray:
-    """For rows with nothing unusual to name: the two features that isolated them most, with values."""
-    topics = list(shares.columns)
-    values = rows.reindex(columns=topics).to_numpy(dtype=np.float64, na_value=np.nan)
-    words = np.array([WORDS.get(c, c).replace("{n}", "").replace("×", "").strip(" :") for c in topics])
-    top = np.argsort(-shares.to_numpy(), axis=1, kind="stable")[:, :2]
-    picked = np.arange(len(rows))[:, None]
-    named = np.char.add(np.char.add(words[top], " "), _fmt(values[picked, top]))
-    return np.char.add("unusual mix: ", np.char.add(np.char.add(named[:, 0], ", "), named[:, -1]))
+    text = named.groupby("row")["text"].agg("; ".join)
+    mixed_text = "unusual mix: " + mixed.groupby("row").head(2).groupby("row")["text"].agg("; ".join)
+    return pd.concat([text, mixed_text]).reindex(np.arange(len(rows)), fill_value="").tolist()

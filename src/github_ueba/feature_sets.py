@@ -2,13 +2,14 @@
 
 IsolationForest chooses split features uniformly, so with dozens of columns a single extreme count
 is rarely split on and its row is barely isolated. `full` therefore gives the forest the deviation
-summaries (largest z-score overall and per group) plus the day's event count, rather than every
-count and every z-score (`wide`). On synthetic data with planted attacks (benchmarks/bench_model.py
-prints the comparison) `full` ranks them several times higher than `wide` and `paper`.
+summaries (largest z-score overall and per group) plus the day's event count and first-seen
+counts, rather than every count and every z-score (`wide`). benchmarks/bench_model.py prints how
+each set ranks planted attacks on synthetic data.
 """
 
 from __future__ import annotations
 
+from github_ueba.errors import UebaError
 from github_ueba.features.behaviour import (
     COUNT_FEATURES,
     PAPER_COUNT_FEATURES,
@@ -27,7 +28,12 @@ HISTORY_FEATURES: tuple[str, ...] = ("history_days", "days_since_last_active")
 #: downloads, repos, IPs) made heavy users' busy days outrank planted attacks in our measurements.
 VOLUME_FEATURES: tuple[str, ...] = ("events",)
 
-#: Ours: flags, history depth, the largest z-score overall and per group, and the day's volume.
+#: Raw first-seen counts: a slow attack (a few new repos a day for weeks) stops looking unusual
+#: against the actor's own, adapting baseline, but stays unusual against everyone else's counts.
+FIRST_SEEN_FEATURES: tuple[str, ...] = ("new_repos", "first_seen_repos", "first_seen_ips", "first_seen_actions")
+
+#: Ours: flags, history depth, the largest z-score overall and per group, the day's volume and
+#: its first-seen counts.
 FULL_FEATURES: tuple[str, ...] = (
     "is_weekend",
     "is_leaver",
@@ -35,6 +41,7 @@ FULL_FEATURES: tuple[str, ...] = (
     "max_z",
     *(group_z_column(g) for g in Z_GROUPS),
     *VOLUME_FEATURES,
+    *FIRST_SEEN_FEATURES,
 )
 
 #: Every base count and its z-score, with flags, history depth and max_z (for comparison).
@@ -61,7 +68,7 @@ PAPER_FEATURES: tuple[str, ...] = (
 FEATURE_SETS: dict[str, tuple[str, ...]] = {"full": FULL_FEATURES, "wide": WIDE_FEATURES, "paper": PAPER_FEATURES}
 
 
-class FeatureSetError(ValueError):
+class FeatureSetError(UebaError, ValueError):
     """An unknown feature set name."""
 
 

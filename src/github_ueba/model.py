@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from joblib import parallel_config
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import IsolationForest
@@ -21,21 +22,22 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from github_ueba.config import ModelConfig, ThresholdConfig
+from github_ueba.errors import InputError, UebaError
 
 #: Fewest training rows and distinct actors `training_rows` accepts.
 MIN_TRAINING_ROWS = 50
 MIN_TRAINING_ACTORS = 3
 
 
-class DetectorInputError(ValueError):
+class DetectorInputError(InputError, ValueError):
     """The rows given to the detector lack feature columns or hold values it cannot score."""
 
 
-class ThresholdError(ValueError):
+class ThresholdError(UebaError, ValueError):
     """A threshold policy that cannot be applied with the given configuration."""
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(UebaError, ValueError):
     """Too few rows or actors to train on; the message names the config keys to change."""
 
 
@@ -165,20 +167,25 @@ class ActorDayDetector(OutlierMixin, BaseEstimator):
             matrix[log_columns] = matrix[log_columns].clip(lower=0.0)
         return matrix
 
+    def _score(self, method: str, X: pd.DataFrame) -> np.ndarray:
+        """Call `method` of the pipeline; with `n_jobs` set, the trees are walked in that many threads."""
+        matrix = self._scoring_matrix(X)
+        if self.n_jobs is None:
+            return getattr(self.pipeline_, method)(matrix)
+        with parallel_config(backend="threading", n_jobs=self.n_jobs):
+            return getattr(self.pipeline_, method)(matrix)
+
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """IsolationForest decision function: below 0 is an outlier by the model's own offset."""
-        matrix = self._scoring_matrix(X)
-        return self.pipeline_.decision_function(matrix)
+        return self._score("decision_function", X)
 
     def score_samples(self, X: pd.DataFrame) -> np.ndarray:
         """IsolationForest's raw score (the opposite of the anomaly score in the original paper)."""
-        matrix = self._scoring_matrix(X)
-        return self.pipeline_.score_samples(matrix)
+        return self._score("score_samples", X)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """-1 for outliers and 1 for inliers, by the model's own offset."""
-        matrix = self._scoring_matrix(X)
-        return self.pipeline_.predict(matrix)
+        return self._score("predict", X)
 
     def anomaly_score(self, X: pd.DataFrame) -> np.ndarray:
         """Higher = more anomalous: `-decision_function(X)`, > 0 beyond the model's own offset."""

@@ -48,7 +48,8 @@ def read_window(cfg: Config) -> Window:
 
 
 def _latest_event(events_path: Path) -> dt.datetime | None:
-    latest = duckdb.execute(f"SELECT max(timestamp) FROM read_parquet('{events_path}')").fetchone()[0]
+    with duckdb.connect() as con:
+        latest = con.execute("SELECT max(timestamp) FROM read_parquet(?)", [str(events_path)]).fetchall()[0][0]
     if latest is None:
         return None
     return dt.datetime.fromtimestamp(latest / 1000, tz=dt.timezone.utc)
@@ -57,15 +58,15 @@ def _latest_event(events_path: Path) -> dt.datetime | None:
 def _event_quality(events_path: Path, window: Window) -> dict[str, Any]:
     start_ms = int(dt.datetime.combine(window.start, dt.time(), dt.timezone.utc).timestamp() * 1000)
     end_ms = int(dt.datetime.combine(window.end_exclusive, dt.time(), dt.timezone.utc).timestamp() * 1000)
-    per_day = duckdb.execute(
-        f"""
-        SELECT CAST(to_timestamp(timestamp / 1000) AT TIME ZONE 'UTC' AS DATE) AS day, count(*) AS n
-        FROM read_parquet('{events_path}')
-        WHERE timestamp >= {start_ms} AND timestamp < {end_ms}
-        GROUP BY ALL
-        """
-    ).df()
-    total = duckdb.execute(f"SELECT count(*) FROM read_parquet('{events_path}')").fetchone()[0]
+    with duckdb.connect() as con:
+        per_day = con.execute(
+            """
+            SELECT CAST(to_timestamp(timestamp / 1000) AT TIME ZONE 'UTC' AS DATE) AS day, count(*) AS n
+            FROM read_parquet(?) WHERE timestamp >= ? AND timestamp < ? GROUP BY ALL
+            """,
+            [str(events_path), start_ms, end_ms],
+        ).df()
+        total = con.execute("SELECT count(*) FROM read_parquet(?)", [str(events_path)]).fetchall()[0][0]
     days = pd.date_range(window.start, window.end, freq="D").date
     present = set(pd.to_datetime(per_day["day"]).dt.date) if len(per_day) else set()
     missing = [d.isoformat() for d in days if d not in present]
@@ -209,6 +210,9 @@ def train(cfg: Config) -> dict[str, Any]:
     with io.atomic_path(path) as tmp:
         joblib.dump(detector, tmp)
     io.write_json(metrics, stage_dir(cfg, "train") / "metrics.json")
+    from github_ueba import tracking
+
+    tracking.log_train(cfg, detector, rows, metrics)
     return metrics
 
 
@@ -275,9 +279,11 @@ def detect(cfg: Config) -> dict[str, Any]:
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     _write_plots(scored, out / "plots")
     io.write_json(metrics, out / "metrics.json")
+    from github_ueba import tracking
     from github_ueba.report import write_report
 
     write_report(cfg, out, scored, metrics)
+    tracking.log_detect(cfg, out, metrics)
     return metrics
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -62,8 +63,13 @@ def print_summary(cfg: Config, top: int = 15) -> None:
     out = Path(cfg.paths.data) / "detect"
     anomalies = pd.read_csv(out / "anomalies.csv")
     metrics = json.loads((out / "metrics.json").read_text())
-    print(f"Top {min(top, len(anomalies))} of {len(anomalies)} flagged actor-days ({out / 'anomalies.csv'}):")
+    print(f"Top {min(top, len(anomalies))} of {len(anomalies)} flagged actor-days:")
     print(format_anomalies(anomalies, top=top))
     print()
     print("Detection metrics" + (" against the simulator's labels:" if "average_precision" in metrics else ":"))
     print(format_metrics(metrics))
+    for name in ("anomalies.csv", "report.html"):
+        path = out / name
+        if path.exists():
+            shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+            print(textwrap.shorten(f"{name}: {shown}", width=WIDTH, placeholder="…"))

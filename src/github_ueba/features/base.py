@@ -139,7 +139,6 @@ def base_features(
         return _empty_frame()
     frame = table.select(list(BASE_FEATURE_COLUMNS)).to_pandas()
     frame["actor"] = frame["actor"].astype("str")
-    frame["day"] = pd.to_datetime(frame["day"]).dt.tz_localize(None) if frame["day"].dt.tz else frame["day"]
     ints = list(BASE_FEATURE_COLUMNS[2:])
     frame[ints] = frame[ints].astype("int64")
     return frame.sort_values(["actor", "day"], kind="stable").reset_index(drop=True)

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from github_ueba.config import FeaturesConfig
+from github_ueba.errors import InputError
 
 #: Count features that get a per-actor mean, std and z-score.
 COUNT_FEATURES: tuple[str, ...] = (
@@ -137,7 +138,7 @@ BASELINES = ("calendar", "active")
 _INT64_SAFE = 2**62
 
 
-class BehaviourFeatureError(ValueError):
+class BehaviourFeatureError(InputError, ValueError):
     """The base-feature table cannot be turned into behaviour features (missing or bad columns)."""
 
 

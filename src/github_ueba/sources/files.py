@@ -1,8 +1,11 @@
 """Read GitHub audit-log exports (`source=files`): NDJSON/JSONL, JSON arrays, gzip, and the web-UI CSV.
 
-NDJSON lines are split in numpy and handed to DuckDB as Arrow batches of raw bytes, so every record keeps
-its file and 1-based line, one bad line (malformed JSON, invalid UTF-8) never fails the file, and files
-larger than memory stream through. DuckDB parses the JSON; `normalize.py` maps it onto `EVENT_SCHEMA`.
+NDJSON takes two paths. The fast one: DuckDB's `read_json` (one row per non-blank line, NULLs for a bad
+line) extracts the fields, and a numpy scan of the line breaks turns row numbers into file lines.
+Every record the fast path cannot settle (rejected, or `action`/`actor` not looking like a string) is
+re-read exactly: the lines are split in numpy, handed to DuckDB as raw bytes, validated and parsed one
+by one (`json_records_sql`), so each rejected line keeps its file, 1-based line, text and precise
+reason, and one bad line never fails a file. `normalize.py` maps the fields onto `EVENT_SCHEMA`.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from typing import Any, BinaryIO
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from github_ueba.errors import InputError
 from github_ueba.events import EVENT_SCHEMA
+from github_ueba.io import atomic_path
 from github_ueba.sources.normalize import (
+    COUNTRY_FIELDS,
     MAX_RECORD_CHARS,
     NDJSON_OPTIONS,
-    PARQUET_OPTIONS,
-    REJECTED_SCHEMA,
     RECORD_COLUMN,
+    REJECTED_SCHEMA,
     STRING_FIELDS,
     TIMESTAMP_FIELDS,
     UPSTREAM_REASON_COLUMN,
@@ -41,16 +46,23 @@ from github_ueba.sources.normalize import (
 AUDIT_SUFFIXES: tuple[str, ...] = (
     ".json", ".ndjson", ".jsonl", ".json.gz", ".ndjson.gz", ".jsonl.gz", ".csv", ".csv.gz",
 )
-#: Column -> JSON paths it is extracted from (first non-null wins); all other keys are ignored.
+#: Top-level keys the fast path reads: all as VARCHAR (objects become JSON text), but `actor_location`,
+#: a struct (`read_json` gives a NULL country code where it is no object, instead of failing the row).
+FAST_COLUMNS: dict[str, str] = {
+    **{
+        name: "VARCHAR"
+        for name in TIMESTAMP_FIELDS + COUNTRY_FIELDS + tuple(n for names in STRING_FIELDS.values() for n in names)
+    },
+    "actor_location": "STRUCT(country_code VARCHAR)",
+}
+#: Column -> JSON paths the exact path extracts (first non-null wins); all other keys are ignored.
 JSON_FIELD_PATHS: dict[str, tuple[str, ...]] = {
-    **{name: (f'$."{name}"',) for name in TIMESTAMP_FIELDS},
-    **{name: (f'$."{name}"',) for names in STRING_FIELDS.values() for name in names},
+    **{name: (f'$."{name}"',) for name in FAST_COLUMNS if name != "actor_location"},
     "actor_location.country_code": ('$."actor_location"."country_code"', '$."actor_location.country_code"'),
-    "country_code": ('$."country_code"',),
 }
 #: The fields that must hold JSON strings; anything else (an object, a number) rejects the record.
 STRING_ONLY_FIELDS: tuple[str, ...] = ("action", "actor")
-#: Bytes read per NDJSON batch.
+#: Bytes read per chunk when splitting lines.
 CHUNK_BYTES = 32 * 1024 * 1024
 #: Largest top-level JSON value accepted in a file of concatenated arrays (`gh api --paginate` output).
 MAX_JSON_VALUE_BYTES = 1024 * 1024 * 1024
@@ -59,6 +71,8 @@ ReadResult = NormalizeResult
 _GZIP_MAGIC = b"\x1f\x8b"
 _UTF8_BOM = b"\xef\xbb\xbf"
 _ORDER_SHIFT = 40  # _order = file index << 40 | line: "first" means first file (sorted), then first line
+_LINE_MASK = (1 << _ORDER_SHIFT) - 1
+_SHORT_LINE = 16  # whitespace-only lines longer than this are not looked for (a count check catches them)
 
 
 @dataclass(frozen=True)
@@ -70,15 +84,24 @@ class ExportFile:
     layout: str  # "lines" (NDJSON), "array" (JSON array(s)), "csv", or "empty"
     compression: str  # "gzip" or "none"
 
+    @property
+    def order_base(self) -> int:
+        """`_order` of line 0 of this file."""
+        return self.index << _ORDER_SHIFT
+
 
 @dataclass
-class _FileTally:
-    """What the reader saw, beyond the normalized records."""
+class _Tally:
+    """What the reader saw besides the normalized records."""
 
     files: int = 0
     empty_files: int = 0
     blank_lines: int = 0
-    unparsed_arrays: list[str] = field(default_factory=list)
+    exact_path_files: list[str] = field(default_factory=list)
+    not_json_arrays: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ finding files
 
 
 def _is_audit_name(name: str) -> bool:
@@ -97,9 +120,8 @@ def discover_exports(path: str | Path) -> list[Path]:
         return found
     if glob.has_magic(str(path)):
         matches = [Path(m) for m in glob.glob(str(path), recursive=True)]
-        found = sorted(
-            {f for m in matches for f in ([m] if m.is_file() else m.rglob("*")) if f.is_file() and _is_audit_name(f.name)}
-        )
+        candidates = {f for m in matches for f in ([m] if m.is_file() else m.rglob("*"))}
+        found = sorted(f for f in candidates if f.is_file() and _is_audit_name(f.name))
         if not found:
             raise InputError(f"{path}: no audit-log files ({', '.join(AUDIT_SUFFIXES)}) match this pattern")
         return found
@@ -113,7 +135,7 @@ def _open_binary(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if magic == _GZIP_MAGIC else open(path, "rb")
 
 
-def _describe_file(index: int, path: Path) -> ExportFile:
+def describe_file(index: int, path: Path) -> ExportFile:
     """Sniff compression and layout: CSV by name; JSON starting with `[` is an array, else NDJSON lines."""
     try:
         with open(path, "rb") as probe:
@@ -122,17 +144,18 @@ def _describe_file(index: int, path: Path) -> ExportFile:
             head = stream.read(65536)
     except (OSError, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read: {err}") from None
-    text = head.removeprefix(_UTF8_BOM).lstrip()
-    name = path.name.lower()
     if not head:
         layout = "empty"
-    elif name.endswith((".csv", ".csv.gz")):
+    elif path.name.lower().endswith((".csv", ".csv.gz")):
         layout = "csv"
-    elif text.startswith(b"["):
+    elif head.removeprefix(_UTF8_BOM).lstrip().startswith(b"["):
         layout = "array"
     else:
         layout = "lines"
     return ExportFile(index, path, layout, compression)
+
+
+# ------------------------------------------------------------------------------- splitting lines
 
 
 def _read_into(stream: BinaryIO, view: memoryview) -> int:
@@ -144,6 +167,68 @@ def _read_into(stream: BinaryIO, view: memoryview) -> int:
             break
         filled += n
     return filled
+
+
+def _line_chunks(path: Path, chunk_bytes: int, fresh_buffers: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (data, offsets) per chunk of whole lines: line i is `data[offsets[i]:offsets[i+1]]` with its
+    newline. A leading UTF-8 BOM is skipped; a last line without newline counts. With `fresh_buffers`
+    every chunk gets its own memory (it may outlive the iteration, e.g. inside Arrow arrays)."""
+    carry = np.empty(0, np.uint8)
+    buf = np.empty(0, np.uint8)
+    first = True
+    with _open_binary(path) as stream:
+        while True:
+            size = carry.size + chunk_bytes
+            if fresh_buffers or buf.size < size:
+                buf = np.empty(size, np.uint8)
+            buf[: carry.size] = carry
+            filled = carry.size + _read_into(stream, memoryview(buf)[carry.size : size])
+            at_end = filled < size
+            data = buf[:filled]
+            start = 3 if first and data[:3].tobytes() == _UTF8_BOM else 0
+            first = False
+            ends = np.flatnonzero(data[start:] == 10) + (start + 1)
+            if at_end and filled > (ends[-1] if ends.size else start):
+                ends = np.append(ends, filled)
+            carry = data[ends[-1] :].copy() if ends.size else data[start:].copy()
+            if ends.size:
+                yield data, np.concatenate(([start], ends)).astype(np.int64)
+            if at_end:
+                return
+
+
+def _blank_mask(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """True for lines holding only JSON whitespace (checked for lines up to `_SHORT_LINE` bytes)."""
+    starts, ends = offsets[:-1], offsets[1:]
+    blank = np.zeros(starts.size, dtype=bool)
+    short = np.flatnonzero(ends - starts <= _SHORT_LINE)
+    if short.size:
+        idx = starts[short, None] + np.arange(_SHORT_LINE)
+        inside = idx < ends[short, None]
+        byte = data[np.minimum(idx, data.size - 1)]
+        space = (byte == 32) | (byte == 9) | (byte == 13) | (byte == 10)
+        blank[short] = np.all(space | ~inside, axis=1)
+    return blank
+
+
+@dataclass(frozen=True)
+class LineScan:
+    """Line count and the 1-based numbers of blank lines of one file."""
+
+    lines: int
+    blank: np.ndarray
+
+
+def scan_lines(export: ExportFile, chunk_bytes: int = CHUNK_BYTES) -> LineScan:
+    """Count lines and find blank ones (one pass over the bytes, reusing one buffer)."""
+    lines, blanks = 0, []
+    try:
+        for data, offsets in _line_chunks(export.path, chunk_bytes, fresh_buffers=False):
+            blanks.append(np.flatnonzero(_blank_mask(data, offsets)) + lines + 1)
+            lines += offsets.size - 1
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError(f"{export.path}: cannot read: {err}") from None
+    return LineScan(lines, np.concatenate(blanks) if blanks else np.empty(0, np.int64))
 
 
 _LINE_BATCH_SCHEMA = pa.schema(
@@ -158,17 +243,20 @@ _LINE_BATCH_SCHEMA = pa.schema(
 
 
 class LineBatches:
-    """Arrow batches of raw NDJSON lines (bytes, 1-based line numbers) from files, split with numpy.
+    """Arrow batches of raw NDJSON lines (bytes + 1-based line number) from files, split with numpy.
 
-    Each line keeps its terminator (JSON ignores it); blank lines are flagged and counted. A read error
-    (truncated gzip, unreadable file) is kept in `error` with the file named, and stops the stream.
+    `wanted` (file index -> sorted line numbers) keeps only those lines. A read error (truncated
+    gzip, unreadable file) is kept in `error`, naming the file, and ends the stream.
     """
 
-    def __init__(self, files: list[ExportFile], chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(
+        self, files: list[ExportFile], wanted: dict[int, np.ndarray] | None = None, chunk_bytes: int = CHUNK_BYTES
+    ) -> None:
         self.files = files
+        self.wanted = wanted
         self.chunk_bytes = chunk_bytes
-        self.lines_per_file: dict[Path, int] = {}
         self.blank_lines = 0
+        self.records_per_file: dict[int, int] = {}
         self.error: InputError | None = None
 
     def reader(self) -> pa.RecordBatchReader:
@@ -185,53 +273,37 @@ class LineBatches:
 
     def _file_batches(self, export: ExportFile) -> Iterator[pa.RecordBatch]:
         dictionary = pa.array([str(export.path)], pa.string())
-        carry = np.empty(0, np.uint8)
+        wanted = None if self.wanted is None else self.wanted.get(export.index, np.empty(0, np.int64))
         lines_done = 0
-        first_chunk = True
-        with _open_binary(export.path) as stream:
-            while True:
-                buf = np.empty(carry.size + self.chunk_bytes, np.uint8)
-                buf[: carry.size] = carry
-                filled = carry.size + _read_into(stream, memoryview(buf)[carry.size :])
-                at_end = filled < buf.size
-                data = buf[:filled]
-                start = 3 if first_chunk and data[:3].tobytes() == _UTF8_BOM else 0
-                first_chunk = False
-                ends = np.flatnonzero(data[start:] == 10) + start + 1
-                if at_end and filled > (ends[-1] if ends.size else start):
-                    ends = np.append(ends, filled)  # last line without a newline
-                if ends.size:
-                    yield self._batch(data, np.concatenate(([start], ends)), export, dictionary, lines_done)
-                    lines_done += ends.size
-                    carry = data[ends[-1] :].copy()
-                else:
-                    carry = data[start:].copy()
-                if at_end:
-                    break
-        self.lines_per_file[export.path] = lines_done
+        self.records_per_file[export.index] = 0
+        for data, offsets in _line_chunks(export.path, self.chunk_bytes, fresh_buffers=True):
+            n = offsets.size - 1
+            numbers = np.arange(lines_done + 1, lines_done + n + 1, dtype=np.int64)
+            lines_done += n
+            raw = pa.LargeBinaryArray.from_buffers(
+                pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+            )
+            blank = _blank_mask(data, offsets)
+            if wanted is not None:
+                keep = np.isin(numbers, wanted)
+                if not keep.any():
+                    continue
+                raw, numbers, blank = raw.filter(pa.array(keep)), numbers[keep], blank[keep]
+            self.blank_lines += int(blank.sum())
+            self.records_per_file[export.index] += int(numbers.size - blank.sum())
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.DictionaryArray.from_arrays(pa.array(np.zeros(numbers.size, np.int32)), dictionary),
+                    pa.array(np.full(numbers.size, export.index, np.int32)),
+                    pa.array(numbers),
+                    raw,
+                    pa.array(blank),
+                ],
+                schema=_LINE_BATCH_SCHEMA,
+            )
 
-    def _batch(
-        self, data: np.ndarray, offsets: np.ndarray, export: ExportFile, dictionary: pa.Array, lines_done: int
-    ) -> pa.RecordBatch:
-        offsets = offsets.astype(np.int64)
-        n = offsets.size - 1
-        ends = offsets[1:]
-        lengths = np.diff(offsets)
-        has_lf = data[ends - 1] == 10
-        has_cr = has_lf & (lengths >= 2) & (data[np.maximum(ends - 2, 0)] == 13)
-        blank = (lengths - has_lf - has_cr) == 0
-        self.blank_lines += int(blank.sum())
-        raw = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-        return pa.RecordBatch.from_arrays(
-            [
-                pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), dictionary),
-                pa.array(np.full(n, export.index, np.int32)),
-                pa.array(np.arange(lines_done + 1, lines_done + n + 1, dtype=np.int64)),
-                raw,
-                pa.array(blank),
-            ],
-            schema=_LINE_BATCH_SCHEMA,
-        )
+
+# ---------------------------------------------------------------------------- exact JSON parsing
 
 
 def _json_path_list() -> tuple[str, dict[str, list[int]]]:
@@ -246,13 +318,12 @@ def _json_path_list() -> tuple[str, dict[str, list[int]]]:
     return "[" + ", ".join(quote_literal(p) for p in paths) + "]", positions
 
 
-def _not_string_check(value: str, json_path: str) -> str:
-    """True where the JSON value is not a string; `json_type` runs only on values that look otherwise."""
-    suspicious = (
-        f"{value} IS NOT NULL AND (left({value}, 1) IN ('{{', '[') OR {value} IN ('true', 'false') "
-        f"OR TRY_CAST({value} AS DOUBLE) IS NOT NULL)"
+def _looks_unlike_string(value: str) -> str:
+    """SQL: true where an extracted value may have been a JSON object, array, number or boolean."""
+    return (
+        f"({value} IS NOT NULL AND (left({value}, 1) IN ('{{', '[') OR {value} IN ('true', 'false') "
+        f"OR TRY_CAST({value} AS DOUBLE) IS NOT NULL))"
     )
-    return f"{suspicious} AND json_type(_text, {quote_literal(json_path)}) <> 'VARCHAR'"
 
 
 def json_records_sql(text_relation: str) -> str:
@@ -260,16 +331,20 @@ def json_records_sql(text_relation: str) -> str:
 
     `text_relation` has `_source_file`, `_file_idx`, `_line`, `_text` (NULL when not UTF-8) and `_record`.
     Every output field is VARCHAR (see `JSON_COLUMNS`). `json_valid` guards the extraction, so malformed
-    JSON is a reason, not a failed query (`try()` would be cheaper per row but falls back to row-at-a-time
+    JSON is a reason, not a failed query (`try()` would parse once less, but falls back to row-at-a-time
     execution for every vector holding a bad line); `json_extract_string` on a list of paths parses once.
+    `json_type` runs only on values that do not look like strings.
     """
     path_list, positions = _json_path_list()
     fields = []
     for column, idx in positions.items():
         values = [f"_v[{i}]" for i in idx]
-        fields.append(f"{values[0] if len(values) == 1 else 'coalesce(' + ', '.join(values) + ')'} AS {quote_identifier(column)}")
+        value = values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
+        fields.append(f"{value} AS {quote_identifier(column)}")
     type_checks = " ".join(
-        f"WHEN {_not_string_check(f'_v[{positions[name][0]}]', JSON_FIELD_PATHS[name][0])} THEN '{name} is not a string'"
+        f"WHEN {_looks_unlike_string(f'_v[{positions[name][0]}]')} "
+        f"AND json_type(_text, {quote_literal(JSON_FIELD_PATHS[name][0])}) <> 'VARCHAR' "
+        f"THEN '{name} is not a string'"
         for name in STRING_ONLY_FIELDS
     )
     return f"""
@@ -297,11 +372,11 @@ def _stage_json_text(staging: Staging, text_relation: str) -> int:
     return staging.insert(f"({json_records_sql(text_relation)})", "src._source_file", "src._line", _ORDER_SQL, JSON_COLUMNS)
 
 
-def _stage_lines(staging: Staging, files: list[ExportFile], tally: _FileTally) -> None:
-    """Stream NDJSON files through DuckDB; a read error names the file."""
-    if not files:
-        return
-    batches = LineBatches(files)
+def _stage_lines_exactly(
+    staging: Staging, files: list[ExportFile], wanted: dict[int, np.ndarray] | None = None
+) -> LineBatches:
+    """Stream NDJSON lines (all, or the `wanted` ones) through the exact path; a read error names the file."""
+    batches = LineBatches(files, wanted)
     staging.con.register("ndjson_lines", batches.reader())
     text = """(SELECT _source_file, _file_idx, _line, _text, coalesce(_text, CAST(_raw AS VARCHAR)) AS _record
               FROM (SELECT *, try(decode(_raw)) AS _text FROM ndjson_lines WHERE NOT _blank))"""
@@ -313,14 +388,97 @@ def _stage_lines(staging: Staging, files: list[ExportFile], tally: _FileTally) -
         raise InputError(f"{', '.join(str(f.path) for f in files[:3])}: cannot read NDJSON: {err}") from None
     finally:
         staging.con.unregister("ndjson_lines")
-    tally.blank_lines += batches.blank_lines
-    tally.empty_files += sum(1 for n in batches.lines_per_file.values() if n == 0)
+    return batches
+
+
+# ------------------------------------------------------------------------------- fast NDJSON path
+
+_FAST_REDO_SQL = (
+    f"reject_reason IS NOT NULL OR {_looks_unlike_string('action')} OR {_looks_unlike_string('actor')}"
+)
+
+
+def _blank_line_map(staging: Staging, export: ExportFile, blank: np.ndarray) -> str:
+    """Register row -> line corrections for a file with blank lines; return the table name.
+
+    `read_json` skips blank lines: the row before which k blank lines sit is k lines further down.
+    For blank line b_i (i = 1..), rows after b_i - i are shifted by at least i.
+    """
+    after_rows = blank - np.arange(1, blank.size + 1)
+    last_of_run = np.append(after_rows[1:] != after_rows[:-1], True)
+    table = pa.table({"after_row": after_rows[last_of_run], "shift": np.flatnonzero(last_of_run) + 1})
+    name = f"blank_map_{export.index}"
+    staging.con.register(name, table)
+    return name
+
+
+def _stage_ndjson_fast(staging: Staging, export: ExportFile) -> LineScan | None:
+    """Stage one NDJSON file with `read_json`; rows to settle exactly are marked for redo.
+
+    Returns the line scan, or None when the fast path does not apply (DuckDB failed, or its row count
+    disagrees with the non-blank lines): the caller then reads the whole file on the exact path.
+    """
+    scan = scan_lines(export)
+    columns = "{" + ", ".join(f"{quote_literal(c)}: {quote_literal(t)}" for c, t in FAST_COLUMNS.items()) + "}"
+    rows = f"""(SELECT ordinality AS _row, * FROM read_json({quote_literal(str(export.path))},
+                format='newline_delimited', columns={columns}, ignore_errors=true,
+                compression={quote_literal(export.compression)}) WITH ORDINALITY)"""
+    if scan.blank.size:
+        blank_map = _blank_line_map(staging, export, scan.blank)
+        relation = f"""(SELECT r.*, r._row + coalesce(m.shift, 0) AS _line
+                       FROM {rows} AS r ASOF LEFT JOIN {blank_map} AS m ON r._row > m.after_row)"""
+    else:
+        relation = f"(SELECT *, _row AS _line FROM {rows})"
+    order = f"{export.order_base} + src._line"
+    try:
+        staged = staging.insert(
+            relation, quote_literal(str(export.path)), "src._line", order, redo_sql=_FAST_REDO_SQL,
+            columns={**FAST_COLUMNS, "_row": "BIGINT", "_line": "BIGINT"},
+        )
+    except duckdb.Error:
+        return None
+    if staged != scan.lines - scan.blank.size:
+        staging.delete_orders(export.order_base, export.order_base + _LINE_MASK + 1)
+        return None
+    return scan
+
+
+def _redo_exactly(staging: Staging, files: dict[int, ExportFile]) -> None:
+    """Re-read the rows the fast path marked, line by line, on the exact path."""
+    orders = staging.pop_redo()
+    if not orders.size:
+        return
+    file_idx, lines = orders >> _ORDER_SHIFT, orders & _LINE_MASK
+    wanted = {int(i): lines[file_idx == i] for i in np.unique(file_idx)}
+    _stage_lines_exactly(staging, [files[i] for i in sorted(wanted)], wanted)
+
+
+def _stage_ndjson(staging: Staging, files: list[ExportFile], tally: _Tally, exact_only: bool) -> None:
+    """Stage NDJSON files: the fast path where it applies, the exact path for the rest and the marked rows."""
+    exact = list(files) if exact_only else []
+    for export in [] if exact_only else files:
+        scan = _stage_ndjson_fast(staging, export)
+        if scan is None:
+            exact.append(export)
+            continue
+        tally.blank_lines += int(scan.blank.size)
+        tally.empty_files += scan.lines == scan.blank.size
+    _redo_exactly(staging, {f.index: f for f in files})
+    if exact:
+        batches = _stage_lines_exactly(staging, exact)
+        tally.blank_lines += batches.blank_lines
+        tally.empty_files += sum(n == 0 for n in batches.records_per_file.values())
+        if not exact_only:
+            tally.exact_path_files += [str(f.path) for f in exact]
+
+
+# ---------------------------------------------------------------------------------- JSON arrays
 
 
 def _array_text_sql(export: ExportFile, concatenated: bool) -> str:
     """JSON text per array element with its 1-based index; `concatenated` reads `[...][...]` page streams."""
     path, comp = quote_literal(str(export.path)), quote_literal(export.compression)
-    head = f"{quote_literal(str(export.path))} AS _source_file, {export.index} AS _file_idx"
+    head = f"{path} AS _source_file, {export.index} AS _file_idx"
     if not concatenated:
         return f"""(SELECT {head}, ordinality AS _line, CAST(json AS VARCHAR) AS _text, CAST(json AS VARCHAR) AS _record
             FROM read_json({path}, format='array', records=false, columns={{'json': 'JSON'}}, compression={comp})
@@ -335,8 +493,8 @@ def _array_text_sql(export: ExportFile, concatenated: bool) -> str:
                   FROM ({pages}))))"""
 
 
-def _stage_arrays(staging: Staging, files: list[ExportFile], tally: _FileTally) -> list[ExportFile]:
-    """Stage JSON-array files; return those that are no JSON array after all (read them as lines)."""
+def _stage_arrays(staging: Staging, files: list[ExportFile], tally: _Tally) -> list[ExportFile]:
+    """Stage JSON-array files (`source_line` = element number); return those that are no JSON array."""
     not_arrays = []
     for export in files:
         for concatenated in (False, True):
@@ -347,14 +505,20 @@ def _stage_arrays(staging: Staging, files: list[ExportFile], tally: _FileTally) 
                 continue
         else:
             not_arrays.append(export)
-            tally.unparsed_arrays.append(str(export.path))
+            tally.not_json_arrays.append(str(export.path))
     return not_arrays
 
 
-def _stage_csv(staging: Staging, export: ExportFile) -> bool:
-    """Stage a web-UI CSV export; malformed rows are rejected with DuckDB's reason. True if it had rows."""
+# ------------------------------------------------------------------------------------------- CSV
+
+
+def _stage_csv(staging: Staging, export: ExportFile) -> int:
+    """Stage a web-UI CSV export; malformed rows are rejected with DuckDB's reason. Returns the rows read.
+
+    `source_line` is the record number + 1 (the header), i.e. the file line unless fields hold newlines.
+    """
     con = staging.con
-    rejects, scans, rows = f"csv_rejects_{export.index}", f"csv_scans_{export.index}", f"csv_rows_{export.index}"
+    rows, rejects, scans, bad = (f"csv_{kind}_{export.index}" for kind in ("rows", "rejects", "scans", "bad"))
     try:
         con.execute(
             f"""CREATE TEMP TABLE {rows} AS SELECT ordinality AS _csv_record, * FROM read_csv(
@@ -364,9 +528,8 @@ def _stage_csv(staging: Staging, export: ExportFile) -> bool:
         )
     except duckdb.Error as err:
         raise InputError(f"{export.path}: cannot read as CSV: {err}") from None
-    order = f"(CAST({export.index} AS BIGINT) << {_ORDER_SHIFT})"
     con.execute(
-        f"""CREATE TEMP TABLE bad_{rows} AS
+        f"""CREATE TEMP TABLE {bad} AS
             SELECT line, row_number() OVER (ORDER BY line) AS rank,
                    'malformed CSV row: ' || lower(arg_min(error_type, column_idx)) AS reason,
                    left(arg_min(csv_line, column_idx), {MAX_RECORD_CHARS}) AS record
@@ -374,39 +537,50 @@ def _stage_csv(staging: Staging, export: ExportFile) -> bool:
     )
     bad_rows = con.execute(
         f"""INSERT INTO staged BY NAME SELECT {quote_literal(str(export.path))} AS source_file, line AS source_line,
-            {order} + line AS _order, reason AS reject_reason, record FROM bad_{rows}"""
+            {export.order_base} + line AS _order, reason AS reject_reason, record FROM {bad}"""
     ).fetchone()[0]
     names = [r[0] for r in con.execute(f"DESCRIBE {rows}").fetchall() if r[0] != "_csv_record"]
     as_json = "{" + ", ".join(f"{quote_literal(n)}: r.{quote_identifier(n)}" for n in names) + "}"
-    # a data record's line is its number + 1 (header), + the rejected records before it (DuckDB counts records)
-    line = f"r._csv_record + 1 + (SELECT count(*) FROM bad_{rows} b WHERE b.line - 1 - b.rank < r._csv_record)"
+    # DuckDB numbers CSV records, not lines: a record's line is its number + 1 + the rejected records before it
+    line = f"r._csv_record + 1 + (SELECT count(*) FROM {bad} b WHERE b.line - 1 - b.rank < r._csv_record)"
     relation = f"(SELECT r.*, {line} AS _csv_line, CAST(to_json({as_json}) AS VARCHAR) AS {RECORD_COLUMN} FROM {rows} r)"
-    good_rows = staging.insert(relation, quote_literal(str(export.path)), "src._csv_line", f"{order} + src._csv_line")
-    for table in (rows, f"bad_{rows}", rejects, scans):
+    good_rows = staging.insert(
+        relation, quote_literal(str(export.path)), "src._csv_line", f"{export.order_base} + src._csv_line"
+    )
+    for table in (rows, bad, rejects, scans):
         con.execute(f"DROP TABLE IF EXISTS {table}")
-    return bool(good_rows + bad_rows)
+    return int(good_rows + bad_rows)
 
 
-def stage_exports(staging: Staging, path: str | Path) -> dict[str, Any]:
-    """Read every audit file at `path` into `staging`; return the counts (raises `InputError` if none)."""
-    files = [_describe_file(i, p) for i, p in enumerate(discover_exports(path))]
-    tally = _FileTally(files=len(files), empty_files=sum(f.layout == "empty" for f in files))
+# ---------------------------------------------------------------------------------------- public
+
+
+def stage_exports(staging: Staging, path: str | Path, exact_only: bool = False) -> dict[str, Any]:
+    """Read every audit file at `path` into `staging`; return the counts (raises `InputError` if none).
+
+    `exact_only` reads NDJSON line by line only (about 3x slower; the fast path must give the same result).
+    """
+    files = [describe_file(i, p) for i, p in enumerate(discover_exports(path))]
+    tally = _Tally(files=len(files), empty_files=sum(f.layout == "empty" for f in files))
     not_arrays = _stage_arrays(staging, [f for f in files if f.layout == "array"], tally)
-    _stage_lines(staging, [f for f in files if f.layout == "lines"] + not_arrays, tally)
+    _stage_ndjson(staging, [f for f in files if f.layout == "lines"] + not_arrays, tally, exact_only)
     for export in (f for f in files if f.layout == "csv"):
-        tally.empty_files += not _stage_csv(staging, export)
-    counts = {"files": tally.files, "empty_files": tally.empty_files, **staging.finish(), "blank_lines": tally.blank_lines}
-    if tally.unparsed_arrays:
-        counts["not_json_arrays"] = tally.unparsed_arrays
+        tally.empty_files += _stage_csv(staging, export) == 0
+    counts: dict[str, Any] = {"files": tally.files, "empty_files": tally.empty_files, **staging.finish()}
+    counts["blank_lines"] = tally.blank_lines
+    if tally.not_json_arrays:
+        counts["not_json_arrays"] = tally.not_json_arrays
+    if tally.exact_path_files:
+        counts["exact_path_files"] = tally.exact_path_files
     if counts["records_read"] == 0:
         raise InputError(f"no audit events in {path}: {tally.files} file(s), all empty")
     return counts
 
 
-def read_exports(path: str | Path) -> ReadResult:
+def read_exports(path: str | Path, exact_only: bool = False) -> ReadResult:
     """Read GitHub audit-log exports at `path` (file, folder or glob) into normalized events in memory."""
     with Staging() as staging:
-        counts = stage_exports(staging, path)
+        counts = stage_exports(staging, path, exact_only)
         return ReadResult(staging.events_table(), staging.rejected_table(), counts)
 
 
@@ -418,8 +592,8 @@ def read_exports_to(
 ) -> dict[str, Any]:
     """Stream exports at `path` into `events_path` (Parquet) and `rejected_path` (NDJSON); return counts.
 
-    Nothing passes through Python rows; scratch data lives in `work_dir` (default: next to
-    `events_path`, so it spills to the same disk) and outputs are replaced atomically.
+    No Python loop over records; DuckDB spills to `work_dir` (default: next to `events_path`, on the
+    same disk) when the input is larger than memory; outputs are replaced atomically.
     """
     scratch = Path(work_dir) if work_dir is not None else Path(events_path).parent
     scratch.mkdir(parents=True, exist_ok=True)
@@ -431,17 +605,14 @@ def read_exports_to(
     return counts
 
 
-def _write_arrow(table: pa.Table, path: str | Path, options: str) -> None:
-    with duckdb.connect() as con:
-        con.register("arrow_table", table)
-        copy_atomically(con, "SELECT * FROM arrow_table", path, options)
-
-
 def write_events(events: pa.Table, path: str | Path) -> None:
     """Write an events table (`EVENT_SCHEMA`) as Parquet, atomically."""
-    _write_arrow(events.cast(EVENT_SCHEMA), path, PARQUET_OPTIONS)
+    with atomic_path(path) as tmp:
+        pq.write_table(events.cast(EVENT_SCHEMA), tmp, compression="zstd")
 
 
 def write_rejected(rejected: pa.Table, path: str | Path) -> None:
     """Write rejected records (`REJECTED_SCHEMA`) as NDJSON, one JSON object per line, atomically."""
-    _write_arrow(rejected.cast(REJECTED_SCHEMA), path, NDJSON_OPTIONS)
+    with duckdb.connect() as con:
+        con.register("rejected_records", rejected.cast(REJECTED_SCHEMA))
+        copy_atomically(con, "SELECT * FROM rejected_records", path, NDJSON_OPTIONS)

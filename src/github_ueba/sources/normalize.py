@@ -19,6 +19,7 @@ from typing import Any, overload
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from github_ueba.events import EVENT_COLUMNS, EVENT_SCHEMA
 from github_ueba.io import atomic_path
@@ -236,9 +237,9 @@ def normalize_sql(
     reason = f"""CASE
         WHEN _upstream_reason IS NOT NULL THEN _upstream_reason
         WHEN _action_not_string THEN 'action is not a string'
-        WHEN action IS NULL OR trim(action) = '' THEN 'missing action'
+        WHEN action IS NULL THEN 'missing action'
         WHEN _actor_not_string THEN 'actor is not a string'
-        WHEN actor IS NULL OR trim(actor) = '' THEN 'missing actor'
+        WHEN actor IS NULL THEN 'missing actor'
         WHEN _ts_field IS NULL THEN 'missing timestamp ({", ".join(TIMESTAMP_FIELDS)})'
         WHEN timestamp IS NULL THEN 'unparseable timestamp in ' || _ts_field
         WHEN timestamp < 0 OR timestamp >= {MAX_TIMESTAMP_MS} THEN 'timestamp out of range in ' || _ts_field
@@ -274,21 +275,24 @@ class NormalizeResult:
 
 _STAGED_DDL = ", ".join(
     [f"{quote_identifier(f.name)} {'BIGINT' if pa.types.is_integer(f.type) else 'VARCHAR'}" for f in EVENT_SCHEMA]
-    + ["_order BIGINT", "reject_reason VARCHAR", "record VARCHAR"]
+    + ["_order BIGINT", "reject_reason VARCHAR", "record VARCHAR", "_redo BOOLEAN"]
 )
+#: Rows per Arrow batch when events stream out of DuckDB into the Parquet writer (one row group each).
+WRITE_BATCH_ROWS = 1_000_000
 
 
 class Staging:
     """A scratch DuckDB database that collects normalized records, then splits them into events and rejected.
 
-    The database lives in a temporary folder (removed on close), so inputs larger than memory spill to disk.
+    In memory, spilling to a temporary folder (removed on close) when the input is larger than memory.
     """
 
     def __init__(self, work_dir: str | Path | None = None) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="github-ueba-staging-", dir=work_dir))
-        self.con = duckdb.connect(str(self._dir / "staging.duckdb"))
-        self.con.execute(f"SET temp_directory = {quote_literal(str(self._dir / 'spill'))}")
+        self.con = duckdb.connect()
+        self.con.execute(f"SET temp_directory = {quote_literal(str(self._dir))}")
         self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET preserve_insertion_order = false")  # ~30% faster inserts; order is in `_order`
         self.con.execute(f"CREATE TABLE staged ({_STAGED_DDL})")
         self._finished = False
 
@@ -299,7 +303,7 @@ class Staging:
         self.close()
 
     def close(self) -> None:
-        """Close the connection and delete the scratch database."""
+        """Close the connection and delete the scratch folder."""
         self.con.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -310,11 +314,29 @@ class Staging:
         source_line_sql: str,
         order_sql: str | None = None,
         columns: Mapping[str, str] | None = None,
+        redo_sql: str = "false",
     ) -> int:
-        """Normalize `relation` (GitHub field names) and append it to the staged records; return the rows added."""
+        """Normalize `relation` (GitHub field names) and append it to the staged records; return the rows added.
+
+        `redo_sql` (over the normalized columns) marks rows a caller wants to re-read another way
+        (see `pop_redo`).
+        """
         columns = relation_columns(self.con, relation) if columns is None else columns
         sql = normalize_sql(columns, relation, source_file_sql, source_line_sql, order_sql)
-        return int(self.con.execute(f"INSERT INTO staged BY NAME {sql}").fetchone()[0])
+        return int(
+            self.con.execute(f"INSERT INTO staged BY NAME SELECT *, {redo_sql} AS _redo FROM ({sql})").fetchone()[0]
+        )
+
+    def pop_redo(self) -> np.ndarray:
+        """Remove the rows marked for redo; return their `_order` values, sorted."""
+        orders = self.con.execute("SELECT _order FROM staged WHERE _redo ORDER BY _order").fetchnumpy()["_order"]
+        if len(orders):
+            self.con.execute("DELETE FROM staged WHERE _redo")
+        return np.asarray(orders, dtype=np.int64)
+
+    def delete_orders(self, low: int, high: int) -> None:
+        """Remove the staged rows with `low <= _order < high` (e.g. one file's rows)."""
+        self.con.execute("DELETE FROM staged WHERE _order >= $1 AND _order < $2", [low, high])
 
     def finish(self) -> dict[str, Any]:
         """Mark repeated `_document_id`s, define the `events`/`rejected` views; return the counts."""
@@ -353,32 +375,36 @@ class Staging:
 
     def events_table(self) -> pa.Table:
         """The accepted, de-duplicated events as an Arrow table in `EVENT_SCHEMA`."""
-        return self._arrow("SELECT * FROM events", EVENT_SCHEMA)
+        self._require_finished()
+        return self.con.sql("SELECT * FROM events").to_arrow_table().cast(EVENT_SCHEMA)
 
     def rejected_table(self) -> pa.Table:
         """The rejected records as an Arrow table in `REJECTED_SCHEMA`, in input order."""
-        return self._arrow("SELECT * FROM rejected", REJECTED_SCHEMA)
+        self._require_finished()
+        return self.con.sql("SELECT * FROM rejected").to_arrow_table().cast(REJECTED_SCHEMA)
 
     def write_events(self, path: str | Path) -> None:
-        """COPY the events to a Parquet file, atomically."""
-        if not self._finished:
-            self.finish()
-        copy_atomically(self.con, "SELECT * FROM events", path, PARQUET_OPTIONS)
+        """Stream the events into a Parquet file (zstd), atomically.
+
+        pyarrow's writer fed by DuckDB's Arrow batches: about twice as fast as DuckDB's own COPY here.
+        """
+        self._require_finished()
+        reader = self.con.sql("SELECT * FROM events").to_arrow_reader(WRITE_BATCH_ROWS)
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, EVENT_SCHEMA, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch.cast(EVENT_SCHEMA))
 
     def write_rejected(self, path: str | Path) -> None:
         """COPY the rejected records to an NDJSON file (one JSON object per line), atomically."""
-        if not self._finished:
-            self.finish()
+        self._require_finished()
         copy_atomically(self.con, "SELECT * FROM rejected", path, NDJSON_OPTIONS)
 
-    def _arrow(self, query: str, schema: pa.Schema) -> pa.Table:
+    def _require_finished(self) -> None:
         if not self._finished:
             self.finish()
-        return self.con.sql(query).to_arrow_table().cast(schema)
 
 
-#: DuckDB COPY options of the events file and of the rejected-records file.
-PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+#: DuckDB COPY options of a rejected-records file.
 NDJSON_OPTIONS = "FORMAT json"
 
 

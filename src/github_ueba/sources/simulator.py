@@ -88,6 +88,9 @@ ATTACK_SCENARIOS: tuple[str, ...] = (
     "repo_exfil_transfer",
 )
 BENIGN_SCENARIOS: tuple[str, ...] = ("benign_team_migration", "benign_admin_review", "benign_new_laptop")
+#: Which label an actor-day keeps when two instances touch it (lowest first).
+_LABEL_PRIORITY = {**{kind: 0 for kind in ATTACK_SCENARIOS}, "benign_admin_review": 1, "benign_new_laptop": 1,
+                   "benign_team_migration": 2}
 
 #: The raw events table, in GitHub's own field names and types.
 RAW_SCHEMA: pa.Schema = pa.schema(
@@ -237,9 +240,9 @@ _ROUTINE_ACTIONS: tuple[str, ...] = tuple(
 )
 _ROUTINE_CODES = np.array([_ACTION_CODE[a] for a in _ROUTINE_ACTIONS], np.int16)
 _CANDIDATE, _NO_REPO, _NEW_REPO = range(3)
+_REPOLESS_ROUTINE = ("public_key.create", "personal_access_token.request_created")  # a user's key, a token request
 _ROUTINE_REPO_MODE = np.array(
-    [_NEW_REPO if a == "repo.create" else _NO_REPO if a in ("public_key.create", "personal_access_token.request_created")
-     else _CANDIDATE for a in _ROUTINE_ACTIONS],
+    [_NEW_REPO if a == "repo.create" else _NO_REPO if a in _REPOLESS_ROUTINE else _CANDIDATE for a in _ROUTINE_ACTIONS],
     np.int8,
 )
 #: Admins' routine work: (action, share, permissions with their shares or None, target kind).
@@ -532,7 +535,8 @@ def _repositories(cfg: SimulatorSource, rng: np.random.Generator) -> tuple[np.nd
     suffix = np.asarray(_REPO_SUFFIXES)[np.arange(per) % len(_REPO_SUFFIXES)]
     suffix_round = np.arange(per) // len(_REPO_SUFFIXES)
     suffix = np.where(suffix_round > 0, np.char.add(suffix, (suffix_round + 1).astype(str)), suffix)
-    names = np.char.add(np.char.add(f"{cfg.org}/", np.repeat(team_names, per)), np.char.add("-", np.tile(suffix, cfg.n_teams)))
+    names = np.char.add(np.char.add(f"{cfg.org}/", np.repeat(team_names, per)),
+                        np.char.add("-", np.tile(suffix, cfg.n_teams)))
     visibility = rng.choice(len(VISIBILITIES), size=len(names), p=[0.05, 0.75, 0.2])
     return team_names, names.tolist(), np.repeat(np.arange(cfg.n_teams), per).tolist(), visibility.tolist()
 
@@ -789,8 +793,9 @@ def _routine_events(world: _World, rng: np.random.Generator, active: np.ndarray)
         words = np.asarray(_NEW_REPO_WORDS)[rng.integers(0, len(_NEW_REPO_WORDS), len(created))]
         owner_team = np.where(world.team[creators] >= 0, world.team[creators],
                               rng.integers(0, world.cfg.n_teams, len(created)))
+        serial = np.char.add("-", np.arange(1, len(created) + 1).astype(str))
         names = np.char.add(np.char.add(f"{world.cfg.org}/", world.team_names[owner_team]),
-                            np.char.add(np.char.add("-", words), np.char.add("-", np.arange(1, len(created) + 1).astype(str))))
+                            np.char.add(np.char.add("-", words), serial))
         vis = rng.choice(len(VISIBILITIES), len(created), p=[0.05, 0.7, 0.25])
         repo[created] = world.add_repos(names.tolist(), owner_team, vis)
         visibility[created] = vis
@@ -818,7 +823,8 @@ def _admin_routine_events(world: _World, rng: np.random.Generator, active: np.nd
         mine = np.flatnonzero(kind == k)
         if perms and len(mine):
             p = np.array([s for _, s in perms])
-            permission[mine] = np.array([PERMISSIONS.index(v) for v, _ in perms])[rng.choice(len(perms), len(mine), p=p)]
+            codes = np.array([PERMISSIONS.index(v) for v, _ in perms])
+            permission[mine] = codes[rng.choice(len(perms), len(mine), p=p)]
     in_repo = _ACTION_SCOPE[action] == 0
     repo = np.where(in_repo, rng.integers(0, world.n_base_repos, n), -1)
     ts = _utc_ms(world, person, day, _local_hours(world, rng, person))
@@ -870,8 +876,7 @@ def _scripted(world: _World, person: int, day: int, hours: np.ndarray, actions: 
         transport_codes = np.where(_ACTION_CHANNEL[action] == GIT, TRANSPORTS.index(transport), -1).astype(np.int8)
     batch = _EventBatch(
         ts=_within_one_utc_day(world, _utc_ms(world, person, day, hours)), person=people.astype(np.int32),
-        action=action,
-        repo=repo.astype(np.int32), user=_codes(users, {}, n).astype(np.int32),
+        action=action, repo=repo.astype(np.int32), user=_codes(users, {}, n).astype(np.int32),
         ip=np.full(n, world.ip_table[person, 0] if ip is None else ip, np.int32),
         ua=ua_codes, token=token_codes, transport=transport_codes,
         visibility=_codes(visibility, VISIBILITIES, n).astype(np.int8),
@@ -1152,7 +1157,7 @@ def _plan(world: _World, rng: np.random.Generator) -> _Plan:
                 span = int(rng.integers(1, 3))
                 day = int(rng.integers(first, days - 7))
                 removal = day + span - 1 + int(rng.integers(2, 6))
-                world.end_day[person] = removal - 1
+                world.end_day[person] = removal - 2  # a clear day between the last work and the removal
                 instances.append(_Instance(kind, person, day, span, removal))
             elif kind == "slow_access_widening":
                 length = min(int(rng.integers(8, 13)), cfg.attack_days - 2)
@@ -1167,7 +1172,8 @@ def _plan(world: _World, rng: np.random.Generator) -> _Plan:
     for i in range(b):
         source = int(teams[i % cfg.n_teams])
         target = int((source + 1 + rng.integers(0, cfg.n_teams - 1)) % cfg.n_teams)
-        instances.append(_Instance("benign_team_migration", source, _working_day(world, rng, first, days - 2), 1, target))
+        migration_day = _working_day(world, rng, first, days - 2)
+        instances.append(_Instance("benign_team_migration", source, migration_day, 1, target))
         instances.append(_Instance("benign_admin_review", int(reviewers[i % len(reviewers)]),
                                    _working_day(world, rng, first, days - 2)))
         instances.append(_Instance("benign_new_laptop", next(pool), _working_day(world, rng, first, days - 2)))
@@ -1185,14 +1191,14 @@ def _membership_events(world: _World, rng: np.random.Generator, plan: _Plan) -> 
     for hire in plan.hires.tolist():
         admin = int(rng.choice(admins))
         start = int(world.start_day[hire])
-        day = max(start - int(rng.integers(1, 4)), 0)
+        day = max(start - int(rng.integers(2, 5)), 0)
         out.add(_scripted(world, admin, day, _work_hours(world, rng, admin, 2), ["org.add_member", "team.add_member"],
                           users=hire, permission=["read", -1]))
         repos = world.team_repos(int(world.team[hire]))
         out.add(_scripted(world, hire, start, _work_hours(world, rng, hire, len(repos)), "git.clone", repos))
     for leaver in plan.leavers.tolist():
         admin = int(rng.choice(admins))
-        day = min(int(world.end_day[leaver]) + int(rng.integers(1, 5)), world.days - 1)
+        day = min(int(world.end_day[leaver]) + int(rng.integers(2, 6)), world.days - 1)
         out.add(_scripted(world, admin, day, _work_hours(world, rng, admin, 1), "org.remove_member", users=leaver))
     return out
 
@@ -1278,7 +1284,7 @@ def _to_table(world: _World, rng: np.random.Generator, events: _EventBatch, orde
 
 
 def _labels_frame(world: _World, labelled: list[tuple[_EventBatch, str]]) -> pd.DataFrame:
-    """One row per labelled actor-day (UTC); an attack wins over a look-alike on the same actor-day.
+    """One row per labelled actor-day (UTC); on a shared actor-day an attack wins, then a one-person look-alike.
 
     A session crossing UTC midnight labels only the days holding at least a quarter of its events,
     so a single event spilling over midnight does not make a labelled day of its own.
@@ -1292,8 +1298,8 @@ def _labels_frame(world: _World, labelled: list[tuple[_EventBatch, str]]) -> pd.
     per_day = events.groupby(["batch", "person", "day", "scenario"], as_index=False).size()
     share = per_day["size"] / per_day.groupby(["batch", "person"])["size"].transform("sum")
     frame = per_day.loc[share >= 0.25].copy()
-    frame["benign"] = frame["scenario"].str.startswith("benign_")
-    frame = frame.sort_values(["benign", "person", "day"], kind="stable").drop_duplicates(["person", "day"])
+    frame["priority"] = frame["scenario"].map(_LABEL_PRIORITY)
+    frame = frame.sort_values(["priority", "person", "day"], kind="stable").drop_duplicates(["person", "day"])
     days = pd.to_datetime(world.t0_ms + frame["day"].to_numpy() * DAY_MS, unit="ms").astype("datetime64[ns]")
     out = pd.DataFrame({"actor": world.names[frame["person"].to_numpy()].astype(object), "day": days,
                         "scenario": frame["scenario"].to_numpy().astype(object)})
