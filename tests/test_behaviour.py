@@ -173,6 +173,13 @@ def test_history_flags_and_gaps():
     assert alice["has_baseline"].iloc[-1]
 
 
+def test_recomputing_replaces_the_columns():
+    base = make_base(n_actors=3, n_days=12)
+    once = behaviour_features(base, FeaturesConfig(baseline_days=5))
+    twice = behaviour_features(once, FeaturesConfig(baseline_days=5))
+    pd.testing.assert_frame_equal(once, twice)
+
+
 def test_bad_input_is_named():
     base = make_base(n_actors=3, n_days=5)
     with pytest.raises(BehaviourFeatureError, match="git_push"):

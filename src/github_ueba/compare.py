@@ -16,12 +16,12 @@ DEFAULT_VARIANTS: dict[str, list[str]] = {"ours": [], "paper": ["model=paper"]}
 HEADLINE = [
     "average_precision",
     "roc_auc",
-    "recall_at_1pct",
-    "precision_at_1pct",
-    "benign_in_top_1pct",
+    "recall_top1pct",
+    "precision_top1pct",
+    "benign_top1pct_count",
     "n_flagged",
-    "flag_precision",
-    "flag_recall",
+    "flagged_precision",
+    "flagged_recall",
 ]
 
 
@@ -50,7 +50,7 @@ def compare(base_overrides: list[str], params: str | None = None,
         cfg = load(base_overrides + (_dotlist(extra) if params else extra), params=params)
         metrics = evaluate_variant(cfg, table, labels)
         results[name] = {key: metrics.get(key) for key in HEADLINE} | {
-            f"recall_{k}": v for k, v in (metrics.get("recall_per_scenario_top_1pct") or {}).items()
+            key: value for key, value in metrics.items() if key.startswith("recall_top1pct/")
         }
     return pd.DataFrame(results)
 

@@ -93,6 +93,7 @@ def run_kql(query: str, tables: dict[str, Path], functions: list[str] | None = N
     translation = translate(query, stored_functions() if functions is None else functions, schema)
     with duckdb.connect() as con:
         con.execute("SET TimeZone='UTC'")
+        con.execute("SET enable_progress_bar=false")
         for name, path in paths.items():
             con.execute(
                 f"CREATE VIEW {_quote_identifier(name)} AS SELECT * FROM read_parquet({_quote_literal(str(path))})"

@@ -34,11 +34,14 @@ day never counts. Definitions, per count feature `f` in `COUNT_FEATURES`:
   clipped to 0 (the paper always clips).
 
 Everything is vectorized: rows are sorted by (actor, day), windows are found with one
-`searchsorted` on an (actor, day) key, and window sums are differences of cumulative sums.
+`searchsorted` on an (actor, day) key, and window sums are differences of cumulative sums; the
+count features are spread over a few threads.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,6 +139,8 @@ HISTORY_COLUMNS: tuple[str, ...] = (  # in this order, after max_z and the paper
 BASELINES = ("calendar", "active")
 
 _INT64_SAFE = 2**62
+#: Count features are computed in this many threads (numpy releases the GIL in the heavy steps).
+_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class BehaviourFeatureError(InputError, ValueError):
@@ -336,11 +341,12 @@ def behaviour_features(base: pd.DataFrame, settings: FeaturesConfig, baseline: s
 
     `baseline="calendar"` (default) averages over calendar days since the actor's first day, days
     without events counting as 0; `baseline="active"` averages over the actor's active days only.
-    Rows keep the input's order and index.
+    Rows keep the input's order and index; behaviour columns already in `base` are recomputed.
     """
     if baseline not in BASELINES:
         raise BehaviourFeatureError(f"baseline={baseline!r}: expected one of {BASELINES}")
     _check_input(base)
+    base = base.drop(columns=[c for c in (*_float_columns(), *HISTORY_COLUMNS) if c in base.columns])
     if base.empty:
         return _empty_result(base)
     window = int(settings.baseline_days)
@@ -364,10 +370,8 @@ def behaviour_features(base: pd.DataFrame, settings: FeaturesConfig, baseline: s
         else:
             block[order, position[name]] = sorted_values
 
-    novel = np.zeros(len(order), dtype=np.int32)
-    group_of = {f: g for g, members in Z_GROUPS.items() for f in members}
-    group_max = {g: np.full(len(order), -np.inf) for g in Z_GROUPS}
-    for feature in COUNT_FEATURES:
+    def one_feature(feature: str) -> np.ndarray:
+        """Write the feature's mean, std, z (and paper z) columns; return where it is novel."""
         raw = base[feature].to_numpy()
         values = (raw if identity else raw[order]).astype(_count_dtype(raw), copy=False)
         sums = _cumulative(values)
@@ -380,20 +384,21 @@ def behaviour_features(base: pd.DataFrame, settings: FeaturesConfig, baseline: s
         z = (values - centre) / scale
         put(mean_column(feature), mean)
         put(std_column(feature), std)
-        z = np.maximum(z, 0.0) if settings.clip_negative_z else z
-        put(z_column(feature), z)
-        np.maximum(group_max[group_of[feature]], z, out=group_max[group_of[feature]])
-        novel += (values > 0) & (s1 == 0) & (n_baseline >= 1)
+        put(z_column(feature), np.maximum(z, 0.0) if settings.clip_negative_z else z)
         if feature in PAPER_COUNT_FEATURES:
             p1 = sums[:-1] - sums[layout.actor_start]
             p_mean, p_std = _moments(p1, squares[:-1] - squares[layout.actor_start], paper)
             with np.errstate(divide="ignore", invalid="ignore"):
                 paper_z = np.where(p_std > 0, (values - p_mean) / p_std, 0.0)
             put(paper_z_column(feature), np.maximum(paper_z, 0.0))
+        return (values > 0) & (s1 == 0) & (n_baseline >= 1)
 
-    for group, largest in group_max.items():
-        put(group_z_column(group), largest)
-    put("max_z", np.maximum.reduce(list(group_max.values())))
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        novel_masks = list(pool.map(one_feature, COUNT_FEATURES))
+    novel = np.add.reduce(novel_masks, dtype=np.int32)
+    for group, members in Z_GROUPS.items():
+        block[:, position[group_z_column(group)]] = block[:, [position[z_column(f)] for f in members]].max(axis=1)
+    block[:, position["max_z"]] = block[:, [position[group_z_column(g)] for g in Z_GROUPS]].max(axis=1)
     counts = _history_columns(layout, n_baseline, window, settings.min_history_days)
     counts["novel_features"] = novel
     if not identity:

@@ -30,6 +30,7 @@ from github_ueba.sources.normalize import (
     COUNTRY_FIELDS,
     MAX_RECORD_CHARS,
     NDJSON_OPTIONS,
+    PARQUET_WRITER_OPTIONS,
     RECORD_COLUMN,
     REJECTED_SCHEMA,
     STRING_FIELDS,
@@ -169,12 +170,16 @@ def _read_into(stream: BinaryIO, view: memoryview) -> int:
     return filled
 
 
-def _line_chunks(path: Path, chunk_bytes: int, fresh_buffers: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (data, offsets) per chunk of whole lines: line i is `data[offsets[i]:offsets[i+1]]` with its
-    newline. A leading UTF-8 BOM is skipped; a last line without newline counts. With `fresh_buffers`
-    every chunk gets its own memory (it may outlive the iteration, e.g. inside Arrow arrays)."""
+def _line_chunks(
+    path: Path, chunk_bytes: int, fresh_buffers: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Yield (data, offsets, base) per chunk of whole lines: line i is `data[offsets[i]:offsets[i+1]]` with
+    its newline, and `data[0]` is byte `base` of the (uncompressed) file. A leading UTF-8 BOM is skipped;
+    a last line without newline counts. With `fresh_buffers` every chunk gets its own memory (it may
+    outlive the iteration, e.g. inside Arrow arrays)."""
     carry = np.empty(0, np.uint8)
     buf = np.empty(0, np.uint8)
+    base = 0
     first = True
     with _open_binary(path) as stream:
         while True:
@@ -190,9 +195,11 @@ def _line_chunks(path: Path, chunk_bytes: int, fresh_buffers: bool) -> Iterator[
             ends = np.flatnonzero(data[start:] == 10) + (start + 1)
             if at_end and filled > (ends[-1] if ends.size else start):
                 ends = np.append(ends, filled)
-            carry = data[ends[-1] :].copy() if ends.size else data[start:].copy()
+            consumed = int(ends[-1]) if ends.size else start
+            carry = data[consumed:].copy()
             if ends.size:
-                yield data, np.concatenate(([start], ends)).astype(np.int64)
+                yield data, np.concatenate(([start], ends)).astype(np.int64), base
+            base += consumed
             if at_end:
                 return
 
@@ -213,22 +220,46 @@ def _blank_mask(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LineScan:
-    """Line count and the 1-based numbers of blank lines of one file."""
+    """Line count, 1-based numbers of blank lines, and (uncompressed files) every line's byte bounds."""
 
     lines: int
     blank: np.ndarray
+    bounds: np.ndarray | None  # line i (1-based) is bytes bounds[i-1]:bounds[i]
 
 
 def scan_lines(export: ExportFile, chunk_bytes: int = CHUNK_BYTES) -> LineScan:
-    """Count lines and find blank ones (one pass over the bytes, reusing one buffer)."""
-    lines, blanks = 0, []
+    """Count lines, find blank ones, and keep line bounds of an uncompressed file (one pass, one buffer)."""
+    lines, blanks, bounds = 0, [], []
     try:
-        for data, offsets in _line_chunks(export.path, chunk_bytes, fresh_buffers=False):
+        for data, offsets, base in _line_chunks(export.path, chunk_bytes, fresh_buffers=False):
             blanks.append(np.flatnonzero(_blank_mask(data, offsets)) + lines + 1)
+            bounds.append(offsets[1:] + base if bounds else offsets + base)
             lines += offsets.size - 1
     except (OSError, EOFError, zlib.error) as err:
         raise InputError(f"{export.path}: cannot read: {err}") from None
-    return LineScan(lines, np.concatenate(blanks) if blanks else np.empty(0, np.int64))
+    keep_bounds = export.compression == "none" and bool(bounds)
+    return LineScan(
+        lines,
+        np.concatenate(blanks) if blanks else np.empty(0, np.int64),
+        np.concatenate(bounds) if keep_bounds else None,
+    )
+
+
+def _take_lines(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Copy the byte ranges `starts[i]:ends[i]` of `data` next to each other; return (bytes, offsets)."""
+    lengths = ends - starts
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    return np.asarray(data[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]), offsets
+
+
+def _gathered_lines(path: Path, bounds: np.ndarray, wanted: np.ndarray, chunk_bytes: int) -> Iterator[tuple]:
+    """Yield (data, offsets, line numbers) for the `wanted` lines of an uncompressed file, read in place."""
+    mapped = np.memmap(path, dtype=np.uint8, mode="r")
+    starts, ends = bounds[wanted - 1], bounds[wanted]
+    group = np.cumsum(ends - starts) // chunk_bytes
+    for g in np.unique(group):
+        sel = group == g
+        yield *_take_lines(mapped, starts[sel], ends[sel]), wanted[sel]
 
 
 _LINE_BATCH_SCHEMA = pa.schema(
@@ -245,15 +276,21 @@ _LINE_BATCH_SCHEMA = pa.schema(
 class LineBatches:
     """Arrow batches of raw NDJSON lines (bytes + 1-based line number) from files, split with numpy.
 
-    `wanted` (file index -> sorted line numbers) keeps only those lines. A read error (truncated
+    `wanted` (file index -> sorted line numbers) keeps only those lines; with the file's line `bounds`
+    (from `scan_lines`) they are read in place instead of re-reading the file. A read error (truncated
     gzip, unreadable file) is kept in `error`, naming the file, and ends the stream.
     """
 
     def __init__(
-        self, files: list[ExportFile], wanted: dict[int, np.ndarray] | None = None, chunk_bytes: int = CHUNK_BYTES
+        self,
+        files: list[ExportFile],
+        wanted: dict[int, np.ndarray] | None = None,
+        bounds: dict[int, np.ndarray] | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         self.files = files
         self.wanted = wanted
+        self.bounds = bounds or {}
         self.chunk_bytes = chunk_bytes
         self.blank_lines = 0
         self.records_per_file: dict[int, int] = {}
@@ -271,30 +308,38 @@ class LineBatches:
                 self.error = InputError(f"{export.path}: cannot read: {err}")
                 raise
 
+    def _file_lines(self, export: ExportFile) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(data, offsets, line numbers) of the lines to hand on."""
+        wanted = None if self.wanted is None else self.wanted.get(export.index, np.empty(0, np.int64))
+        if wanted is not None and export.index in self.bounds:
+            yield from _gathered_lines(export.path, self.bounds[export.index], wanted, self.chunk_bytes)
+            return
+        lines_done = 0
+        for data, offsets, _ in _line_chunks(export.path, self.chunk_bytes, fresh_buffers=True):
+            numbers = np.arange(lines_done + 1, lines_done + offsets.size, dtype=np.int64)
+            lines_done += offsets.size - 1
+            if wanted is None:
+                yield data, offsets, numbers
+                continue
+            keep = np.flatnonzero(np.isin(numbers, wanted))
+            if keep.size:
+                yield *_take_lines(data, offsets[keep], offsets[keep + 1]), numbers[keep]
+
     def _file_batches(self, export: ExportFile) -> Iterator[pa.RecordBatch]:
         dictionary = pa.array([str(export.path)], pa.string())
-        wanted = None if self.wanted is None else self.wanted.get(export.index, np.empty(0, np.int64))
-        lines_done = 0
         self.records_per_file[export.index] = 0
-        for data, offsets in _line_chunks(export.path, self.chunk_bytes, fresh_buffers=True):
-            n = offsets.size - 1
-            numbers = np.arange(lines_done + 1, lines_done + n + 1, dtype=np.int64)
-            lines_done += n
+        for data, offsets, numbers in self._file_lines(export):
+            n = numbers.size
             raw = pa.LargeBinaryArray.from_buffers(
                 pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
             )
             blank = _blank_mask(data, offsets)
-            if wanted is not None:
-                keep = np.isin(numbers, wanted)
-                if not keep.any():
-                    continue
-                raw, numbers, blank = raw.filter(pa.array(keep)), numbers[keep], blank[keep]
             self.blank_lines += int(blank.sum())
-            self.records_per_file[export.index] += int(numbers.size - blank.sum())
+            self.records_per_file[export.index] += int(n - blank.sum())
             yield pa.RecordBatch.from_arrays(
                 [
-                    pa.DictionaryArray.from_arrays(pa.array(np.zeros(numbers.size, np.int32)), dictionary),
-                    pa.array(np.full(numbers.size, export.index, np.int32)),
+                    pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), dictionary),
+                    pa.array(np.full(n, export.index, np.int32)),
                     pa.array(numbers),
                     raw,
                     pa.array(blank),
@@ -373,10 +418,13 @@ def _stage_json_text(staging: Staging, text_relation: str) -> int:
 
 
 def _stage_lines_exactly(
-    staging: Staging, files: list[ExportFile], wanted: dict[int, np.ndarray] | None = None
+    staging: Staging,
+    files: list[ExportFile],
+    wanted: dict[int, np.ndarray] | None = None,
+    bounds: dict[int, np.ndarray] | None = None,
 ) -> LineBatches:
     """Stream NDJSON lines (all, or the `wanted` ones) through the exact path; a read error names the file."""
-    batches = LineBatches(files, wanted)
+    batches = LineBatches(files, wanted, bounds)
     staging.con.register("ndjson_lines", batches.reader())
     text = """(SELECT _source_file, _file_idx, _line, _text, coalesce(_text, CAST(_raw AS VARCHAR)) AS _record
               FROM (SELECT *, try(decode(_raw)) AS _text FROM ndjson_lines WHERE NOT _blank))"""
@@ -443,27 +491,30 @@ def _stage_ndjson_fast(staging: Staging, export: ExportFile) -> LineScan | None:
     return scan
 
 
-def _redo_exactly(staging: Staging, files: dict[int, ExportFile]) -> None:
-    """Re-read the rows the fast path marked, line by line, on the exact path."""
+def _redo_exactly(staging: Staging, files: dict[int, ExportFile], scans: dict[int, LineScan]) -> None:
+    """Re-read the rows the fast path marked, line by line, on the exact path (in place where possible)."""
     orders = staging.pop_redo()
     if not orders.size:
         return
     file_idx, lines = orders >> _ORDER_SHIFT, orders & _LINE_MASK
     wanted = {int(i): lines[file_idx == i] for i in np.unique(file_idx)}
-    _stage_lines_exactly(staging, [files[i] for i in sorted(wanted)], wanted)
+    bounds = {i: scans[i].bounds for i in wanted if scans[i].bounds is not None}
+    _stage_lines_exactly(staging, [files[i] for i in sorted(wanted)], wanted, bounds)
 
 
 def _stage_ndjson(staging: Staging, files: list[ExportFile], tally: _Tally, exact_only: bool) -> None:
     """Stage NDJSON files: the fast path where it applies, the exact path for the rest and the marked rows."""
     exact = list(files) if exact_only else []
+    scans: dict[int, LineScan] = {}
     for export in [] if exact_only else files:
         scan = _stage_ndjson_fast(staging, export)
         if scan is None:
             exact.append(export)
             continue
+        scans[export.index] = scan
         tally.blank_lines += int(scan.blank.size)
         tally.empty_files += scan.lines == scan.blank.size
-    _redo_exactly(staging, {f.index: f for f in files})
+    _redo_exactly(staging, {f.index: f for f in files}, scans)
     if exact:
         batches = _stage_lines_exactly(staging, exact)
         tally.blank_lines += batches.blank_lines
@@ -608,7 +659,7 @@ def read_exports_to(
 def write_events(events: pa.Table, path: str | Path) -> None:
     """Write an events table (`EVENT_SCHEMA`) as Parquet, atomically."""
     with atomic_path(path) as tmp:
-        pq.write_table(events.cast(EVENT_SCHEMA), tmp, compression="zstd")
+        pq.write_table(events.cast(EVENT_SCHEMA), tmp, **PARQUET_WRITER_OPTIONS)
 
 
 def write_rejected(rejected: pa.Table, path: str | Path) -> None:

@@ -390,7 +390,7 @@ class Staging:
         """
         self._require_finished()
         reader = self.con.sql("SELECT * FROM events").to_arrow_reader(WRITE_BATCH_ROWS)
-        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, EVENT_SCHEMA, compression="zstd") as writer:
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, EVENT_SCHEMA, **PARQUET_WRITER_OPTIONS) as writer:
             for batch in reader:
                 writer.write_batch(batch.cast(EVENT_SCHEMA))
 
@@ -404,6 +404,12 @@ class Staging:
             self.finish()
 
 
+#: pyarrow Parquet options of the events file: dictionaries only where values repeat.
+PARQUET_WRITER_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "use_dictionary": [c for c in EVENT_COLUMNS if c not in ("timestamp", "document_id", "source_line")],
+}
 #: DuckDB COPY options of a rejected-records file.
 NDJSON_OPTIONS = "FORMAT json"
 

@@ -1142,6 +1142,14 @@ def _check(cfg: SimulatorSource) -> None:
         )
 
 
+def _slot_day(rng: np.random.Generator, first: int, stop: int, i: int, n: int) -> int:
+    """A day in the i-th of n equal slices of [first, stop): instances spread over the attack span, the last
+    slice ending the window, so every kind has an instance in the most recent days (the detect window)."""
+    lo = first + (stop - first) * i // n
+    hi = max(first + (stop - first) * (i + 1) // n, lo + 1)
+    return int(rng.integers(lo, hi))
+
+
 def _plan(world: _World, rng: np.random.Generator) -> _Plan:
     """Choose distinct actors and days for every instance; set hires', leavers' and quitters' dates."""
     cfg, days = world.cfg, world.days
@@ -1155,18 +1163,18 @@ def _plan(world: _World, rng: np.random.Generator) -> _Plan:
             person = next(pool)
             if kind == "mass_clone_before_leaving":
                 span = int(rng.integers(1, 3))
-                day = int(rng.integers(first, days - 7))
+                day = _slot_day(rng, first, days - 7, i, a)
                 removal = day + span - 1 + int(rng.integers(2, 6))
                 world.end_day[person] = removal - 2  # a clear day between the last work and the removal
                 instances.append(_Instance(kind, person, day, span, removal))
             elif kind == "slow_access_widening":
                 length = min(int(rng.integers(8, 13)), cfg.attack_days - 2)
-                instances.append(_Instance(kind, person, int(rng.integers(first, days - length)), length, i))
+                instances.append(_Instance(kind, person, _slot_day(rng, first, days - length, i, a), length, i))
             else:
-                instances.append(_Instance(kind, person, int(rng.integers(first, days - 1)), 1, i))
+                instances.append(_Instance(kind, person, _slot_day(rng, first, days - 1, i, a), 1, i))
     admins = rng.permutation(world.people_of(ADMIN))
     for i in range(a):
-        instances.append(_Instance("admin_abuse", int(admins[i]), int(rng.integers(first, days - 1)), 1, i))
+        instances.append(_Instance("admin_abuse", int(admins[i]), _slot_day(rng, first, days - 1, i, a), 1, i))
     reviewers = np.concatenate([admins[a:], admins[:a]])
     teams = rng.permutation(cfg.n_teams)
     for i in range(b):
