@@ -54,7 +54,8 @@ def timing() -> None:
     started = time.perf_counter()
     reasons(detector, top)
     reasons_s = time.perf_counter() - started
-    print(f"{len(table):,} actor-days ({len(rows):,} training rows, {len(columns_for('full'))} features, 300 trees, n_jobs=2): "
+    n_features = len(columns_for("full"))
+    print(f"{len(table):,} actor-days ({len(rows):,} training rows, {n_features} features, 300 trees, n_jobs=2): "
           f"behaviour features {features_s:.1f} s, fit {fit_s:.1f} s, score all {score_s:.1f} s "
           f"({len(table) / score_s:,.0f} rows/s), reasons for the top 100 {reasons_s:.2f} s")
 

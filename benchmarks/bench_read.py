@@ -1,6 +1,6 @@
 """Throughput of the export reader: N GitHub-shaped events as NDJSON -> events.parquet + rejected.ndjson.
 
-Usage: python benchmarks/bench_read.py [N=1000000] [--dir DIR] [--keep]
+Usage: python benchmarks/bench_read.py [N=1000000] [--dir DIR] [--keep] [--memory-limit 2GB]
 Generates the NDJSON with numpy + DuckDB COPY (streaming/REST shape, ~0.1% malformed lines and ~0.1%
 repeated `_document_id`s), then runs `read_exports_to` in a child process and prints events/s and the
 child's peak RSS, so the generator's memory is not counted.
@@ -98,12 +98,14 @@ def generate(path: Path, n: int, seed: int = 7, chunk: int = 2_000_000) -> None:
             part_path.unlink()
 
 
-def read_child(path: str, out_dir: str) -> None:
+def read_child(path: str, out_dir: str, memory_limit: str) -> None:
     """Child process: run `read_exports_to`, print seconds, counts and peak RSS as JSON."""
     from github_ueba.sources.files import read_exports_to
 
     started = time.perf_counter()
-    counts = read_exports_to(path, Path(out_dir) / "events.parquet", Path(out_dir) / "rejected.ndjson")
+    counts = read_exports_to(
+        path, Path(out_dir) / "events.parquet", Path(out_dir) / "rejected.ndjson", memory_limit=memory_limit or None
+    )
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime
@@ -116,7 +118,8 @@ def main() -> None:
     parser.add_argument("n", nargs="?", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
-    parser.add_argument("--child", nargs=2, metavar=("PATH", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-limit", default="", help="DuckDB memory_limit of the reader, e.g. 2GB")
+    parser.add_argument("--child", nargs=3, metavar=("PATH", "OUT", "LIMIT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         read_child(*args.child)
@@ -129,7 +132,10 @@ def main() -> None:
         generate(path, args.n)
     print(f"generated {args.n:,} events, {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - started:.1f} s")
     child = subprocess.run(
-        [sys.executable, __file__, "--child", str(path), str(work)], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--child", str(path), str(work), args.memory_limit],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if child.returncode != 0:
         sys.exit(child.stderr)

@@ -72,6 +72,18 @@ def test_reasons_are_words_not_column_names(scored):
     assert text.startswith("unusual mix: ") and len(text.split("; ")) == 2, text
 
 
+def test_counts_read_naturally(scored):
+    detector, window = scored
+    row = window.loc[(window["actor"] == "user0") & (window["day"] == window["day"].max())]
+    row = row.assign(first_seen_repos=1, first_seen_repos_z=9.0, repo_download=4, repo_download_z=8.0,
+                     repo_download_mean=0.0, repo_download_std=0.0)
+    text = reasons(detector, row, top_n=10)[0]
+    assert "1 repo first accessed" in text, text
+    leaving = reasons(detector, row.assign(is_leaver=1, days_to_removal=3))[0]
+    assert leaving.startswith("leaves the org 3 days later; git clones 200"), leaving
+    assert f"repo zip downloads 4 (none in the previous {row['baseline_span_days'].iloc[0]} days)" in text, text
+
+
 def test_numbers_are_short():
     values = np.array([200, 2.63, 0.04, 0.2, 0.0, 12.6, np.nan, 3.0, 1.05])
     assert list(_fmt(values)) == ["200", "2.6", "0.04", "0.2", "0", "13", "?", "3", "1.1"]

@@ -75,7 +75,8 @@ def test_fit_and_score_conventions(fitted, features):
     threaded = clone(fitted).set_params(n_jobs=2).fit(features)
     np.testing.assert_allclose(threaded.decision_function(features), decision)
     shuffled = features.sample(frac=1.0, random_state=0)[list(reversed(features.columns))]
-    np.testing.assert_allclose(fitted.decision_function(shuffled), fitted.decision_function(features.loc[shuffled.index]))
+    expected = fitted.decision_function(features.loc[shuffled.index])
+    np.testing.assert_allclose(fitted.decision_function(shuffled), expected)
 
 
 def test_missing_and_bad_columns_are_named(fitted, features):

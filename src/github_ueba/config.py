@@ -115,7 +115,7 @@ class ModelConfig:
     """The scikit-learn IsolationForest pipeline and its threshold policy."""
 
     name: str = "isolation_forest"
-    feature_set: str = "full"  # full | paper
+    feature_set: str = "full"  # full (compact) | wide (every count and z) | paper
     log_transform: bool = True
     train_on_bots: bool = False
     n_estimators: int = 300
@@ -199,8 +199,8 @@ def _check_ranges(cfg: Config) -> None:
         problems.append(f"model.max_samples={m.max_samples}: expected an int >= 1")
     if not 0 < m.max_features <= 1:
         problems.append(f"model.max_features={m.max_features}: expected a float in (0, 1]")
-    if m.feature_set not in ("full", "paper"):
-        problems.append(f"model.feature_set={m.feature_set!r}: expected 'full' or 'paper'")
+    if m.feature_set not in ("full", "wide", "paper"):
+        problems.append(f"model.feature_set={m.feature_set!r}: expected 'full', 'wide' or 'paper'")
     if m.threshold.policy not in ("fixed", "contamination", "budget"):
         problems.append(f"model.threshold.policy={m.threshold.policy!r}: expected fixed, contamination or budget")
     if m.threshold.budget_per_day < 1:

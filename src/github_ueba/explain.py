@@ -5,8 +5,8 @@ Path attribution: in every isolation tree, each split on a row's path sends the 
 holds fewer of the training sub-sample; the split's feature is credited `log2(n_parent / n_child)`
 (bits of isolation: a split that cuts 256 samples down to 1 earns 8, one that cuts off a few
 earns almost 0). Summed over the trees and normalized per row, these credits say which features
-isolated the row early. Reasons name discrete security events first, then the unusual features
-ordered by that share (ties by z-score).
+isolated the row early. Reasons name discrete security events and an imminent departure first,
+then the unusual features ordered by that share (ties by z-score).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from github_ueba.features.behaviour import (
 )
 from github_ueba.model import ActorDayDetector
 
-#: Column -> the words an analyst reads. A `{n}` marks a discrete event, phrased around its count;
-#: other counts read "<words> <value> (usual <mean>±<std> over <n> days)".
+#: Column -> the words an analyst reads. A `{n}` marks a discrete event, phrased around its count
+#: (`{s}` is a plural "s"); other counts read "<words> <value> (usual <mean>±<std> over <n> days)".
 WORDS: dict[str, str] = {
     "events": "events",
     "git_clone": "git clones",
@@ -44,8 +44,8 @@ WORDS: dict[str, str] = {
     "off_hours_events": "events outside usual hours",
     "first_seen_ips": "new IP address ({n})",
     "first_seen_countries": "new country ({n})",
-    "first_seen_repos": "{n} repos first accessed",
-    "first_seen_actions": "{n} actions never done before",
+    "first_seen_repos": "{n} repo{s} first accessed",
+    "first_seen_actions": "{n} action{s} never done before",
     "protection_changes": "branch protection weakened ×{n}",
     "secret_scanning_disabled": "secret scanning disabled ×{n}",
     "security_alerts_disabled": "security alerts disabled ×{n}",
@@ -57,9 +57,9 @@ WORDS: dict[str, str] = {
     "members_removed": "members removed ×{n}",
     "is_weekend": "weekend activity",
     "is_leaver": "leaves the org",
-    "history_days": "little history: {n} active days",
-    "days_since_last_active": "back after {n} days away",
-    "novel_features": "{n} kinds of activity new for this actor",
+    "history_days": "little history: {n} active day{s}",
+    "days_since_last_active": "back after {n} day{s} away",
+    "novel_features": "{n} kind{s} of activity new for this actor",
 }
 
 #: Security-setting events named whenever they happen, before anything else.
@@ -132,9 +132,30 @@ def _fmt(values: np.ndarray) -> np.ndarray:
 
 
 def _phrase(template: str, counts: np.ndarray) -> pd.Series:
-    """`template` with `{n}` replaced by each count (vectorized)."""
-    head, _, tail = template.partition("{n}")
-    return pd.Series(np.char.add(np.char.add(head, _fmt(counts)), tail))
+    """`template` with `{n}` replaced by each count and `{s}` by a plural "s" unless the count is 1."""
+    counts = np.asarray(counts, dtype=np.float64)
+    singular, plural = (template.replace("{s}", ending).partition("{n}") for ending in ("", "s"))
+    numbers = _fmt(counts)
+    one = np.char.add(np.char.add(singular[0], numbers), singular[2])
+    many = np.char.add(np.char.add(plural[0], numbers), plural[2])
+    return pd.Series(np.where(counts == 1, one, many))
+
+
+def _join(*parts: np.ndarray | str) -> np.ndarray:
+    """Element-wise string concatenation of arrays and constants."""
+    out = np.asarray(parts[0])
+    for part in parts[1:]:
+        out = np.char.add(out, part)
+    return out
+
+
+def _usual(mean: np.ndarray, std: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """" (usual 3±2 over 58 days)", " (none in the previous 58 days)" or " (no history yet)" per row."""
+    days = np.where(span == 1, " day)", " days)")
+    spread = np.where(np.isnan(std), "", np.char.add("±", _fmt(std)))
+    usual = _join(" (usual ", _fmt(mean), spread, " over ", _fmt(span), days)
+    none = _join(" (none in the previous ", _fmt(span), days)
+    return np.where(np.isnan(mean), " (no history yet)", np.where(mean == 0, none, usual))
 
 
 def _count_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataFrame]:
@@ -153,13 +174,11 @@ def _count_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataF
         if "{n}" in template:
             text = _phrase(template, value)
         else:
-            mean = rows[mean_column(feature)].to_numpy(dtype=np.float64)
-            std = rows[std_column(feature)].to_numpy(dtype=np.float64)
-            span = rows["baseline_span_days"].to_numpy() if "baseline_span_days" in rows else np.zeros(len(rows))
-            spread = np.where(np.isnan(std), "", np.char.add("±", _fmt(std)))
-            usual = np.char.add(np.char.add(np.char.add(" (usual ", _fmt(mean)), spread), " over ")
-            usual = np.char.add(np.char.add(usual, _fmt(span)), np.where(span == 1, " day)", " days)"))
-            usual = np.where(np.isnan(mean), " (no history yet)", usual)
+            usual = _usual(
+                rows[mean_column(feature)].to_numpy(dtype=np.float64),
+                rows[std_column(feature)].to_numpy(dtype=np.float64),
+                rows["baseline_span_days"].to_numpy() if "baseline_span_days" in rows else np.zeros(len(rows)),
+            )
             text = pd.Series(np.char.add(np.char.add(f"{template} ", _fmt(value)), usual))
         parts.append(
             pd.DataFrame(
@@ -177,16 +196,19 @@ def _count_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataF
 
 
 def _context_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataFrame]:
-    """Leaving, thin history, long absence, new kinds of activity, weekend, where they apply;
-    `eligible` when the forest gave them at least CONTEXT_SHARE of the credit."""
+    """Leaving (always named, first), thin history, long absence, new kinds of activity, weekend,
+    where they apply; the others are `eligible` with at least CONTEXT_SHARE of the credit."""
     position = np.arange(len(rows))
-    facts: list[tuple[str, np.ndarray, pd.Series]] = []
+    parts = []
     if "is_leaver" in rows and "days_to_removal" in rows:
         days = rows["days_to_removal"].to_numpy(dtype=np.float64)
         leaving = (rows["is_leaver"].to_numpy() > 0) & (days >= 0)
-        text = pd.Series(np.where(days == 0, "removed from the org that day", np.char.add(
-            np.char.add("leaves the org ", _fmt(days)), np.where(days == 1, " day later", " days later"))))
-        facts.append(("is_leaver", leaving, text))
+        later = _join("leaves the org ", _fmt(days), np.where(days == 1, " day later", " days later"))
+        text = np.where(days == 0, "removed from the org that day", later)
+        share = shares["is_leaver"].to_numpy() if "is_leaver" in shares else np.zeros(len(rows))
+        frame = pd.DataFrame({"row": position, "text": text, "tier": 0, "share": share, "z": 0.0, "eligible": True})
+        parts.append(frame.loc[leaving])
+    facts: list[tuple[str, np.ndarray, pd.Series]] = []
     if "history_days" in rows and "has_baseline" in rows:
         history = rows["history_days"].to_numpy(dtype=np.float64)
         thin = ~rows["has_baseline"].to_numpy(dtype=bool)
@@ -198,7 +220,6 @@ def _context_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.Dat
     if "is_weekend" in rows:
         weekend = rows["is_weekend"].to_numpy() > 0
         facts.append(("is_weekend", weekend, pd.Series(np.full(len(rows), WORDS["is_weekend"]))))
-    parts = []
     for column, applies, text in facts:
         share = shares[column].to_numpy() if column in shares else np.zeros(len(rows))
         frame = pd.DataFrame({"row": position, "text": text.to_numpy(), "tier": 1, "share": share, "z": 0.0})

@@ -52,9 +52,10 @@ class ActorDayDetector(OutlierMixin, BaseEstimator):
     When `log_transform`, columns whose training values are all >= 0 pass through `numpy.log1p`
     first (counts are heavy-tailed), except z-scores (`*_z`, `paper_z_*`): they stay linear, so a
     z of 100 stands further from a z of 15 than their logs would (measured on synthetic data:
-    planted attacks rank about twice as high as with logged z-scores). Scoring clips negative values in log columns to 0 before
-    the log: every split threshold the forest learned lies above the training minimum (>= 0), so a
-    value below 0 takes the same branches as 0 and the scores are unchanged.
+    planted attacks rank about twice as high as with logged z-scores). Scoring clips negative
+    values in log columns to 0 before the log: every split threshold the forest learned lies above
+    the training minimum (>= 0), so a value below 0 takes the same branches as 0 and the scores
+    are unchanged.
     """
 
     def __init__(

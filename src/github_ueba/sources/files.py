@@ -640,15 +640,16 @@ def read_exports_to(
     events_path: str | Path,
     rejected_path: str | Path | None = None,
     work_dir: str | Path | None = None,
+    memory_limit: str | None = None,
 ) -> dict[str, Any]:
     """Stream exports at `path` into `events_path` (Parquet) and `rejected_path` (NDJSON); return counts.
 
     No Python loop over records; DuckDB spills to `work_dir` (default: next to `events_path`, on the
-    same disk) when the input is larger than memory; outputs are replaced atomically.
+    same disk) beyond `memory_limit` (e.g. "2GB"); outputs are replaced atomically.
     """
     scratch = Path(work_dir) if work_dir is not None else Path(events_path).parent
     scratch.mkdir(parents=True, exist_ok=True)
-    with Staging(scratch) as staging:
+    with Staging(scratch, memory_limit) as staging:
         counts = stage_exports(staging, path)
         staging.write_events(events_path)
         if rejected_path is not None:

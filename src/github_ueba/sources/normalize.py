@@ -284,13 +284,16 @@ WRITE_BATCH_ROWS = 1_000_000
 class Staging:
     """A scratch DuckDB database that collects normalized records, then splits them into events and rejected.
 
-    In memory, spilling to a temporary folder (removed on close) when the input is larger than memory.
+    In memory, spilling to a temporary folder (removed on close) beyond `memory_limit` (a DuckDB size
+    such as "4GB"; default: DuckDB's, 80% of RAM), so inputs larger than memory go through.
     """
 
-    def __init__(self, work_dir: str | Path | None = None) -> None:
+    def __init__(self, work_dir: str | Path | None = None, memory_limit: str | None = None) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="github-ueba-staging-", dir=work_dir))
         self.con = duckdb.connect()
         self.con.execute(f"SET temp_directory = {quote_literal(str(self._dir))}")
+        if memory_limit is not None:
+            self.con.execute(f"SET memory_limit = {quote_literal(memory_limit)}")
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET preserve_insertion_order = false")  # ~30% faster inserts; order is in `_order`
         self.con.execute(f"CREATE TABLE staged ({_STAGED_DDL})")
