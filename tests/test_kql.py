@@ -56,6 +56,14 @@ def regular_hours(actor: str, days: range, hours: list[int]) -> list[dict[str, A
 
 
 EVENTS = [
+    # team t1, t2, t3 first access o/team on Jan 9 together (shared), t1 also clones o/solo alone.
+    event("2025-01-09T09:00", "t1", "git.clone", repo="o/team"),
+    event("2025-01-09T09:05", "t1", "git.clone", repo="o/team"),
+    event("2025-01-09T09:10", "t1", "git.clone", repo="o/solo"),
+    event("2025-01-09T10:00", "t2", "git.clone", repo="o/team"),
+    event("2025-01-09T11:00", "t3", "git.clone", repo="o/team"),
+    # t4 first touches o/team a day later: not part of the shared first-access day.
+    event("2025-01-10T11:00", "t4", "git.clone", repo="o/team"),
     # alice: history on Jan 2, then new ip / repo / action on Jan 6 and new country / action on Jan 7.
     event("2025-01-02T10:00", "alice", "git.clone", repo="o/a", actor_ip="10.0.0.1", country_code="US"),
     event("2025-01-06T10:00", "alice", "git.push", repo="o/a", actor_ip="10.0.0.1", country_code="US"),
@@ -136,6 +144,7 @@ def test_output_contract(events_path: Path) -> None:
         "alice": ["06", "07"], "nina": ["06", "07"], "lee": ["06", "08", "10"], "admin": ["09"],
         "walt": ["10", "11", "12"], "mallory": ["08"], "sam": ["09"],
         "olga": ["06", "07", "08", "09", "10"], "fred": ["06", "07", "08", "09", "10"],
+        "t1": ["09"], "t2": ["09"], "t3": ["09"], "t4": ["10"],
     }
     got = frame.groupby("actor")["day"].agg(lambda days: [f"{d:%d}" for d in days]).to_dict()
     assert got == expected
@@ -176,6 +185,18 @@ def test_off_hours(features: pd.DataFrame) -> None:
     assert row(features, "fred", "01-09").off_hours_events == 0
     # sam: a single event -> std 0, floored to 1; the event is at the mean.
     assert row(features, "sam", "01-09").off_hours_events == 0
+
+
+def test_shared_first_access_is_counted_apart(features: pd.DataFrame) -> None:
+    t1 = row(features, "t1", "01-09")
+    # o/team: first accessed on Jan 9 by t1, t2, t3 (3 actors) -> shared; o/solo: t1 alone -> solo.
+    assert (t1.new_repos, t1.new_repo_clones, t1.first_seen_repos) == (1, 1, 1)
+    assert (t1.shared_new_repos, t1.shared_new_repo_clones, t1.shared_first_seen_repos) == (1, 2, 1)
+    t2 = row(features, "t2", "01-09")
+    assert (t2.new_repos, t2.shared_new_repos, t2.shared_first_seen_repos) == (0, 1, 1)
+    # t4's first access (Jan 10) is shared by nobody else that day.
+    t4 = row(features, "t4", "01-10")
+    assert (t4.new_repos, t4.first_seen_repos, t4.shared_new_repos) == (1, 1, 0)
 
 
 def test_leaver(features: pd.DataFrame) -> None:

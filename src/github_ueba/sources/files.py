@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _ORDER_SHIFT = 40  # _order = file index << 40 | line: "first" means first file (sorted), then first line
 _LINE_MASK = (1 << _ORDER_SHIFT) - 1
 _SHORT_LINE = 16  # whitespace-only lines longer than this are not looked for (a count check catches them)
+_SPARSE_SHARE = 0.05  # re-read marked lines in place when they are fewer than this share, else sequentially
+_WINDOW_GAP = 64 * 1024  # marked lines closer than this are read in one go
 
 
 @dataclass(frozen=True)
@@ -253,13 +256,34 @@ def _take_lines(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple
 
 
 def _gathered_lines(path: Path, bounds: np.ndarray, wanted: np.ndarray, chunk_bytes: int) -> Iterator[tuple]:
-    """Yield (data, offsets, line numbers) for the `wanted` lines of an uncompressed file, read in place."""
-    mapped = np.memmap(path, dtype=np.uint8, mode="r")
+    """Yield (data, offsets, line numbers) for the `wanted` lines of an uncompressed file, read in place.
+
+    Lines close together (gap < 64 KiB) are read as one window with `os.pread`: one call per window,
+    not per line. (A memory map would do, but the kernel maps whole page-cache folios around each line
+    and the process looks gigabytes bigger.)
+    """
     starts, ends = bounds[wanted - 1], bounds[wanted]
-    group = np.cumsum(ends - starts) // chunk_bytes
-    for g in np.unique(group):
-        sel = group == g
-        yield *_take_lines(mapped, starts[sel], ends[sel]), wanted[sel]
+    far = starts[1:] - ends[:-1] > _WINDOW_GAP
+    next_chunk = starts[1:] // chunk_bytes != starts[:-1] // chunk_bytes
+    first = np.flatnonzero(np.concatenate(([True], far | next_chunk)))  # the first line of each window
+    opens = np.zeros(starts.size, dtype=bool)
+    opens[first] = True
+    window = np.cumsum(opens) - 1
+    w_start, w_end = starts[first], np.maximum.reduceat(ends, first)
+    w_offset = np.concatenate(([0], np.cumsum(w_end - w_start)))
+    batch = w_offset[:-1] // chunk_bytes
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for b in np.unique(batch):
+            in_batch = np.flatnonzero(batch == b)
+            data = np.frombuffer(
+                b"".join(os.pread(fd, int(w_end[w] - w_start[w]), int(w_start[w])) for w in in_batch), np.uint8
+            )
+            lines = np.flatnonzero(np.isin(window, in_batch))
+            shift = w_offset[window[lines]] - w_offset[in_batch[0]] - w_start[window[lines]]
+            yield *_take_lines(data, starts[lines] + shift, ends[lines] + shift), wanted[lines]
+    finally:
+        os.close(fd)
 
 
 _LINE_BATCH_SCHEMA = pa.schema(
@@ -311,8 +335,9 @@ class LineBatches:
     def _file_lines(self, export: ExportFile) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(data, offsets, line numbers) of the lines to hand on."""
         wanted = None if self.wanted is None else self.wanted.get(export.index, np.empty(0, np.int64))
-        if wanted is not None and export.index in self.bounds:
-            yield from _gathered_lines(export.path, self.bounds[export.index], wanted, self.chunk_bytes)
+        bounds = self.bounds.get(export.index)
+        if wanted is not None and bounds is not None and wanted.size < _SPARSE_SHARE * (bounds.size - 1):
+            yield from _gathered_lines(export.path, bounds, wanted, self.chunk_bytes)
             return
         lines_done = 0
         for data, offsets, _ in _line_chunks(export.path, self.chunk_bytes, fresh_buffers=True):
