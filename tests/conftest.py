@@ -36,3 +36,21 @@ TINY = [
 def repo_root() -> Path:
     """The repository root."""
     return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole pipeline run once per session on the tiny enterprise; yields (config, data dir)."""
+    from github_ueba.cli import main
+    from github_ueba.config import load
+
+    tmp = tmp_path_factory.mktemp("tiny-run")
+    overrides = TINY + [f"paths.data={tmp}", f"paths.models={tmp}/models", "tracking.enabled=false"]
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        assert main(["run", *overrides]) == 0
+        cfg = load(overrides)
+    finally:
+        os.chdir(cwd)
+    return cfg, tmp

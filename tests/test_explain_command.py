@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 
 import duckdb
 import pandas as pd
 import pytest
 
 from github_ueba import analyst
-from github_ueba.cli import main
 from github_ueba.config import load
 from github_ueba.errors import InputError
 
-from conftest import REPO, TINY
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """The tiny pipeline run once for this module; yields (config, data dir)."""
-    tmp = tmp_path_factory.mktemp("explain")
-    overrides = TINY + [f"paths.data={tmp}", f"paths.models={tmp}/models", "tracking.enabled=false"]
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        assert main(["run", *overrides]) == 0
-        cfg = load(overrides)
-    finally:
-        os.chdir(cwd)
-    return cfg, tmp
+def run(tiny_run):
+    """The tiny pipeline run of this session: (config, data dir)."""
+    return tiny_run
 
 
 def _top_anomaly(data) -> pd.Series:

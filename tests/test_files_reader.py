@@ -47,7 +47,13 @@ def event(result, **match) -> dict:
 
 
 def rejected(result) -> list[dict]:
+    """The rejected records as dicts, in input order."""
     return result.rejected.to_pylist()
+
+
+def reasons(result) -> list[tuple[int, str]]:
+    """(line, reason) of each rejected record, in input order."""
+    return [(r["source_line"], r["reason"]) for r in rejected(result)]
 
 
 # --------------------------------------------------------------------------------- real samples
@@ -102,11 +108,11 @@ def test_clone_without_actor_is_rejected_naming_actor(samples):
     lines = ORG_FILE.read_text().splitlines()
     no_actor = [i + 1 for i, line in enumerate(lines) if "git.clone" in line and '"actor"' not in line]
     assert no_actor
-    reasons = {r["source_line"]: r for r in rejected(samples[ORG_FILE])}
+    by_line = {r["source_line"]: r for r in rejected(samples[ORG_FILE])}
     for line in no_actor:
-        assert "actor" in reasons[line]["reason"]
-        assert reasons[line]["source_file"] == str(ORG_FILE)
-        assert json.loads(reasons[line]["record"]) == json.loads(lines[line - 1])
+        assert "actor" in by_line[line]["reason"]
+        assert by_line[line]["source_file"] == str(ORG_FILE)
+        assert json.loads(by_line[line]["record"]) == json.loads(lines[line - 1])
 
 
 def test_panther_repeated_document_ids_are_duplicates(samples):
@@ -141,7 +147,12 @@ def test_malformed_line_is_rejected_with_file_and_line(tmp_path):
     result = read_exports(path)
     assert [r["actor"] for r in sorted(result.events.to_pylist(), key=lambda r: r["source_line"])] == ["mona", "lisa"]
     assert rejected(result) == [
-        {"source_file": str(path), "source_line": 2, "reason": "malformed JSON", "record": '{"action": "git.push", "actor": '}
+        {
+            "source_file": str(path),
+            "source_line": 2,
+            "reason": "malformed JSON",
+            "record": '{"action": "git.push", "actor": ',
+        }
     ]
 
 
@@ -164,7 +175,7 @@ def test_bad_record_is_rejected_with_reason(tmp_path, change, reason):
     bad = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
     path = ndjson(tmp_path / "audit.jsonl", [GOOD, bad, GOOD | {"actor": "lisa"}])
     result = read_exports(path)
-    assert [(r["source_line"], r["reason"]) for r in rejected(result)] == [(2, reason)]
+    assert reasons(result) == [(2, reason)]
     assert json.loads(rejected(result)[0]["record"]) == bad
     assert result.counts["rejected_by_reason"] == {reason: 1} and result.counts["accepted"] == 2
 
@@ -181,7 +192,7 @@ def test_blank_lines_crlf_bom_and_bad_utf8_keep_line_numbers(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n")
     result = read_exports(path)
     assert {r["actor"]: r["source_line"] for r in result.events.to_pylist()} == {"mona": 1, "lisa": 5, "kim": 8}
-    assert [(r["source_line"], r["reason"]) for r in rejected(result)] == [(4, "malformed JSON"), (6, "invalid UTF-8")]
+    assert reasons(result) == [(4, "malformed JSON"), (6, "invalid UTF-8")]
     assert result.counts["blank_lines"] == 3 and result.counts["records_read"] == 5
     assert "exact_path_files" not in result.counts  # the fast path mapped rows to lines past the blanks
 
@@ -192,7 +203,7 @@ def test_fast_path_falls_back_to_exact_when_rows_and_lines_disagree(tmp_path):
     result = read_exports(path)
     assert result.counts["exact_path_files"] == [str(path)]
     assert event(result, actor="kim")["source_line"] == 3
-    assert [(r["source_line"], r["reason"]) for r in rejected(result)] == [(2, "malformed JSON")]
+    assert reasons(result) == [(2, "malformed JSON")]
 
 
 def test_timestamp_formats(tmp_path):
@@ -214,7 +225,8 @@ def test_timestamp_formats(tmp_path):
 
 def test_timestamp_precedence_and_repository_fallback(tmp_path):
     record = {"action": "a", "actor": "b", "@timestamp": 1700000000001, "created_at": 5, "repository": "o/r"}
-    panther = {"action": "a", "actor": "c", "at_sign_timestamp": "2023-11-14 22:13:20", "repository": "o/x", "repo": "o/y"}
+    panther = {"action": "a", "actor": "c", "at_sign_timestamp": "2023-11-14 22:13:20", "repository": "o/x",
+               "repo": "o/y"}
     result = read_exports(ndjson(tmp_path / "t.ndjson", [record, panther]))
     assert event(result, actor="b")["timestamp"] == 1700000000001 and event(result, actor="b")["repo"] == "o/r"
     assert event(result, actor="c")["timestamp"] == 1700000000000 and event(result, actor="c")["repo"] == "o/y"
@@ -249,7 +261,7 @@ def test_json_array_file_and_concatenated_pages(tmp_path):
     array.write_text(json.dumps(page, indent=2))
     result = read_exports(array)
     assert sorted(result.events["source_line"].to_pylist()) == [1, 2]
-    assert [(r["source_line"], r["reason"]) for r in rejected(result)] == [(3, "missing action")]
+    assert reasons(result) == [(3, "missing action")]
     pages = tmp_path / "pages.json"  # `gh api --paginate` prints one array per page
     pages.write_text(json.dumps(page[:2]) + json.dumps([{**GOOD, "actor": "kim"}]) + "\n")
     result = read_exports(pages)
@@ -270,7 +282,7 @@ def test_gzip_ndjson(tmp_path):
     result = read_exports(path)
     assert "exact_path_files" not in result.counts
     assert result.events["actor"].to_pylist() == ["mona"]
-    assert [(r["source_line"], r["reason"]) for r in rejected(result)] == [(2, "malformed JSON"), (3, "actor is not a string")]
+    assert reasons(result) == [(2, "malformed JSON"), (3, "actor is not a string")]
 
 
 def test_truncated_gzip_names_the_file(tmp_path):
@@ -291,10 +303,10 @@ def test_web_ui_csv_export(tmp_path):
     )
     result = read_exports(path)
     rows = {r["actor"]: r for r in result.events.to_pylist()}
-    assert (rows["mona"]["country_code"], rows["mona"]["timestamp"], rows["mona"]["source_line"]) == ("US", 1700000000000, 2)
+    mona = rows["mona"]
+    assert (mona["country_code"], mona["timestamp"], mona["source_line"]) == ("US", 1700000000000, 2)
     assert (rows["kim"]["country_code"], rows["kim"]["source_line"]) == (None, 4)
-    reasons = [(r["source_line"], r["reason"]) for r in rejected(result)]
-    assert reasons == [(3, "malformed CSV row: too many columns"), (5, "missing action")]
+    assert reasons(result) == [(3, "malformed CSV row: too many columns"), (5, "missing action")]
     assert json.loads(rejected(result)[1]["record"])["actor"] == "kim"
 
 
@@ -344,7 +356,7 @@ def test_normalize_arrow_takes_the_simulator_shape(tmp_path):
         "timestamp": 1700000000000, "document_id": "a", "action": "git.clone", "actor": "mona", "actor_id": "1",
         "country_code": "US", "repo": "acme/app", "source_file": "simulator", "source_line": 1,
     }
-    assert [(r["source_line"], r["reason"]) for r in rejected(result)] == [(2, "missing action")]
+    assert reasons(result) == [(2, "missing action")]
     assert result.counts == {"records_read": 3, "accepted": 1, "rejected": 1,
                              "rejected_by_reason": {"missing action": 1}, "duplicates": 1}
     counts = normalize_arrow(table, "simulator", tmp_path / "e.parquet", tmp_path / "r.ndjson")
@@ -358,3 +370,33 @@ def test_write_helpers_are_atomic_and_typed(tmp_path):
     assert pq.read_table(tmp_path / "out" / "events.parquet").to_pylist() == result.events.to_pylist()
     assert json.loads((tmp_path / "out" / "rejected.ndjson").read_text()) == rejected(result)[0]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["events.parquet", "rejected.ndjson"]
+
+
+def test_normalize_arrow_reads_typed_columns():
+    utc = dt.timezone.utc
+    table = pa.table(
+        {
+            "@timestamp": pa.array([1700000000.5, None], pa.float64()),
+            "timestamp": pa.array([None, dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=utc)], pa.timestamp("ms", "UTC")),
+            "action": ["a", "b"],
+            "actor": ["x", "y"],
+            "actor_location": ['{"country_code": "SE"}', None],
+            "country_code": [None, "NO"],
+        }
+    )
+    rows = sorted(normalize_arrow(table, "t").events.to_pylist(), key=lambda r: r["source_line"])
+    assert [(r["timestamp"], r["country_code"]) for r in rows] == [(1700000000500, "SE"), (1700000000000, "NO")]
+    nested = pa.table({"created_at": [1, 2], "action": pa.array([{"name": "x"}, None]), "actor": ["x", "y"]})
+    result = normalize_arrow(nested, "t")
+    assert reasons(result) == [(1, "action is not a string"), (2, "missing action")]
+    assert json.loads(rejected(result)[0]["record"])["action"] == {"name": "x"}
+
+
+def test_failures_leave_no_output_or_scratch_behind(tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "empty.ndjson").write_bytes(b"")
+    with pytest.raises(InputError, match="no audit events"):
+        read_exports_to(tmp_path / "empty.ndjson", out / "events.parquet", out / "rejected.ndjson")
+    with pytest.raises(ValueError, match="field names"):
+        write_events(pa.table({"not_an_event_column": [1]}), out / "events.parquet")
+    assert list(out.iterdir()) == []

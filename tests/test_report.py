@@ -16,10 +16,8 @@ import pandas as pd
 import pytest
 
 from github_ueba import report, summary
-from github_ueba.cli import main
-from github_ueba.config import load
 
-from conftest import REPO, TINY
+from conftest import REPO
 
 EVIL = '<script>alert("pwned")</script>&<img src=x onerror=alert(1)>'
 RESOURCE_LINK = re.compile(r"""(?:\b(?:src|href|xlink:href)\s*=\s*["']?\s*(?:https?:)?//)|url\(\s*["']?\s*(?:https?:)?//""",
@@ -27,16 +25,13 @@ RESOURCE_LINK = re.compile(r"""(?:\b(?:src|href|xlink:href)\s*=\s*["']?\s*(?:htt
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """The tiny pipeline run once for this module; yields (config, detect dir, report path)."""
-    tmp = tmp_path_factory.mktemp("report")
-    overrides = TINY + [f"paths.data={tmp}", f"paths.models={tmp}/models", "tracking.enabled=false"]
+def run(tiny_run):
+    """The session's tiny pipeline run, its report rendered again from the CSVs: (config, detect dir, path)."""
+    cfg, data = tiny_run
+    detect_dir = data / "detect"
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        assert main(["run", *overrides]) == 0
-        cfg = load(overrides)
-        detect_dir = tmp / "detect"
         path = report.write_report(cfg, detect_dir)
     finally:
         os.chdir(cwd)

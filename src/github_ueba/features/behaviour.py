@@ -49,36 +49,17 @@ import pandas as pd
 
 from github_ueba.config import FeaturesConfig
 from github_ueba.errors import InputError
+from github_ueba.features.base import BASE_FEATURE_COLUMNS
 
-#: Count features that get a per-actor mean, std and z-score.
-COUNT_FEATURES: tuple[str, ...] = (
-    "events",
-    "git_clone",
-    "git_fetch",
-    "git_push",
-    "repo_download",
-    "unique_repos",
-    "unique_ips",
-    "unique_countries",
-    "unique_actions",
-    "new_repos",
-    "new_repo_clones",
-    "new_repo_pushes",
-    "new_repo_downloads",
-    "off_hours_events",
-    "first_seen_ips",
-    "first_seen_countries",
-    "first_seen_repos",
-    "first_seen_actions",
-    "protection_changes",
-    "secret_scanning_disabled",
-    "security_alerts_disabled",
-    "org_security_weakened",
-    "access_granted",
-    "persistence",
-    "repo_exposure",
-    "repo_create",
-    "members_removed",
+#: Base columns that are not z-scored (flags and the leaver countdown).
+FLAG_FEATURES: tuple[str, ...] = ("is_weekend", "is_leaver", "days_to_removal")
+
+#: Peer-corroborated novelty (kql/ActorDayFeatures.kql): context, deliberately not z-scored.
+SHARED_FEATURES: tuple[str, ...] = ("shared_new_repos", "shared_new_repo_clones", "shared_first_seen_repos")
+
+#: Count features that get a per-actor mean, std and z-score: every base count of kql/ but the above.
+COUNT_FEATURES: tuple[str, ...] = tuple(
+    c for c in BASE_FEATURE_COLUMNS if c not in ("actor", "day", *FLAG_FEATURES, *SHARED_FEATURES)
 )
 
 #: Count features grouped by what an unusual value means; each group gets a `<group>_max_z`.
@@ -105,9 +86,6 @@ Z_GROUPS: dict[str, tuple[str, ...]] = {
         "members_removed",
     ),
 }
-
-#: Base columns that are not z-scored (flags and the leaver countdown).
-FLAG_FEATURES: tuple[str, ...] = ("is_weekend", "is_leaver", "days_to_removal")
 
 #: Every column the base-feature table must have.
 REQUIRED_COLUMNS: tuple[str, ...] = ("actor", "day", *COUNT_FEATURES, *FLAG_FEATURES)

@@ -28,14 +28,12 @@ from github_ueba.errors import InputError
 from github_ueba.events import EVENT_SCHEMA
 from github_ueba.io import atomic_path
 from github_ueba.sources.normalize import (
-    COUNTRY_FIELDS,
+    GITHUB_FIELDS,
     MAX_RECORD_CHARS,
     NDJSON_OPTIONS,
     PARQUET_WRITER_OPTIONS,
     RECORD_COLUMN,
     REJECTED_SCHEMA,
-    STRING_FIELDS,
-    TIMESTAMP_FIELDS,
     UPSTREAM_REASON_COLUMN,
     NormalizeResult,
     Staging,
@@ -51,10 +49,7 @@ AUDIT_SUFFIXES: tuple[str, ...] = (
 #: Top-level keys the fast path reads: all as VARCHAR (objects become JSON text), but `actor_location`,
 #: a struct (`read_json` gives a NULL country code where it is no object, instead of failing the row).
 FAST_COLUMNS: dict[str, str] = {
-    **{
-        name: "VARCHAR"
-        for name in TIMESTAMP_FIELDS + COUNTRY_FIELDS + tuple(n for names in STRING_FIELDS.values() for n in names)
-    },
+    **{name: "VARCHAR" for name in GITHUB_FIELDS},
     "actor_location": "STRUCT(country_code VARCHAR)",
 }
 #: Column -> JSON paths the exact path extracts (first non-null wins); all other keys are ignored.
@@ -435,11 +430,12 @@ JSON_COLUMNS: dict[str, str] = {
     UPSTREAM_REASON_COLUMN: "VARCHAR",
     RECORD_COLUMN: "VARCHAR",
 }
-_ORDER_SQL = f"(CAST(src._file_idx AS BIGINT) << {_ORDER_SHIFT}) + src._line"
+_ORDER_SQL = f"(CAST(_file_idx AS BIGINT) << {_ORDER_SHIFT}) + _line"
 
 
 def _stage_json_text(staging: Staging, text_relation: str) -> int:
-    return staging.insert(f"({json_records_sql(text_relation)})", "src._source_file", "src._line", _ORDER_SQL, JSON_COLUMNS)
+    relation = f"({json_records_sql(text_relation)})"
+    return staging.insert(relation, "_source_file", "_line", _ORDER_SQL, JSON_COLUMNS)
 
 
 def _stage_lines_exactly(
@@ -502,14 +498,17 @@ def _stage_ndjson_fast(staging: Staging, export: ExportFile) -> LineScan | None:
                        FROM {rows} AS r ASOF LEFT JOIN {blank_map} AS m ON r._row > m.after_row)"""
     else:
         relation = f"(SELECT *, _row AS _line FROM {rows})"
-    order = f"{export.order_base} + src._line"
+    order = f"{export.order_base} + _line"
     try:
         staged = staging.insert(
-            relation, quote_literal(str(export.path)), "src._line", order, redo_sql=_FAST_REDO_SQL,
+            relation, quote_literal(str(export.path)), "_line", order, redo_sql=_FAST_REDO_SQL,
             columns={**FAST_COLUMNS, "_row": "BIGINT", "_line": "BIGINT"},
         )
     except duckdb.Error:
         return None
+    finally:
+        if scan.blank.size:
+            staging.con.unregister(blank_map)
     if staged != scan.lines - scan.blank.size:
         staging.delete_orders(export.order_base, export.order_base + _LINE_MASK + 1)
         return None
@@ -619,9 +618,10 @@ def _stage_csv(staging: Staging, export: ExportFile) -> int:
     as_json = "{" + ", ".join(f"{quote_literal(n)}: r.{quote_identifier(n)}" for n in names) + "}"
     # DuckDB numbers CSV records, not lines: a record's line is its number + 1 + the rejected records before it
     line = f"r._csv_record + 1 + (SELECT count(*) FROM {bad} b WHERE b.line - 1 - b.rank < r._csv_record)"
-    relation = f"(SELECT r.*, {line} AS _csv_line, CAST(to_json({as_json}) AS VARCHAR) AS {RECORD_COLUMN} FROM {rows} r)"
+    record = f"CAST(to_json({as_json}) AS VARCHAR) AS {RECORD_COLUMN}"
+    relation = f"(SELECT r.*, {line} AS _csv_line, {record} FROM {rows} r)"
     good_rows = staging.insert(
-        relation, quote_literal(str(export.path)), "src._csv_line", f"{export.order_base} + src._csv_line"
+        relation, quote_literal(str(export.path)), "_csv_line", f"{export.order_base} + _csv_line"
     )
     for table in (rows, bad, rejects, scans):
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -654,7 +654,10 @@ def stage_exports(staging: Staging, path: str | Path, exact_only: bool = False) 
 
 
 def read_exports(path: str | Path, exact_only: bool = False) -> ReadResult:
-    """Read GitHub audit-log exports at `path` (file, folder or glob) into normalized events in memory."""
+    """Read GitHub audit-log exports at `path` (file, folder or glob) into normalized events in memory.
+
+    For inputs that fit in memory (tests, small exports); the ingest stage uses `read_exports_to`.
+    """
     with Staging() as staging:
         counts = stage_exports(staging, path, exact_only)
         return ReadResult(staging.events_table(), staging.rejected_table(), counts)

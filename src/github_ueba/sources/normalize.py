@@ -102,8 +102,11 @@ def _kind(dtype: str) -> str:
     return "other"
 
 
+_ROW = "_github_record"  # alias of the input relation inside `normalize_sql`
+
+
 def _column(name: str) -> str:
-    return "src." + quote_identifier(name)
+    return f"{_ROW}.{quote_identifier(name)}"
 
 
 def _string_expr(name: str, dtype: str) -> str:
@@ -208,12 +211,14 @@ def normalize_sql(
 
     Output: every `EVENT_SCHEMA` column, `_order` (which duplicate came first; default: the line),
     `reject_reason` (NULL for a good event) and `record` (raw text, only on rejected rows). Columns the
-    input lacks are NULL; `_reject_reason`/`_record` input columns are honoured when present.
+    input lacks are NULL; `_reject_reason`/`_record` input columns are honoured when present. The
+    `source_*_sql`/`order_sql` expressions read the input's own columns (e.g. `_line`).
     """
     present = dict(columns)
     ts_fields = [name for name in TIMESTAMP_FIELDS if name in present]
-    ts_field = " ".join(f"WHEN {_present_expr(n, present[n])} THEN {quote_literal(n)}" for n in ts_fields)
-    ts_value = " ".join(f"WHEN {_present_expr(n, present[n])} THEN {_timestamp_ms_expr(n, present[n])}" for n in ts_fields)
+    given = {n: _present_expr(n, present[n]) for n in ts_fields}
+    ts_field = " ".join(f"WHEN {given[n]} THEN {quote_literal(n)}" for n in ts_fields)
+    ts_value = " ".join(f"WHEN {given[n]} THEN {_timestamp_ms_expr(n, present[n])}" for n in ts_fields)
     inner = [
         f"CASE {ts_value} END AS timestamp" if ts_fields else "CAST(NULL AS BIGINT) AS timestamp",
         f"CASE {ts_field} END AS _ts_field" if ts_fields else "CAST(NULL AS VARCHAR) AS _ts_field",
@@ -226,7 +231,7 @@ def normalize_sql(
         bad = _not_string_expr(name, present[name]) if name in present else "false"
         inner.append(f"{bad} AS _{name}_not_string")
     upstream = _column(UPSTREAM_REASON_COLUMN) if UPSTREAM_REASON_COLUMN in present else "CAST(NULL AS VARCHAR)"
-    record_source = _column(RECORD_COLUMN) if RECORD_COLUMN in present else "src"
+    record_source = _column(RECORD_COLUMN) if RECORD_COLUMN in present else _ROW
     inner += [
         f"{upstream} AS _upstream_reason",
         f"{record_source} AS _record_source",
@@ -255,7 +260,7 @@ SELECT {outputs}, _order, reject_reason,
        CASE WHEN reject_reason IS NOT NULL THEN left({record_text}, {MAX_RECORD_CHARS}) END AS record
 FROM (
     SELECT *, {reason} AS reject_reason
-    FROM (SELECT {", ".join(inner)} FROM {relation} AS src)
+    FROM (SELECT {", ".join(inner)} FROM {relation} AS {_ROW})
 )"""
 
 
@@ -447,7 +452,7 @@ def normalize_arrow(
     numbered = table.append_column("_row_number", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
     with Staging() as staging:
         staging.con.register("input_records", numbered)
-        staging.insert("input_records", quote_literal(source_name), "src._row_number")
+        staging.insert("input_records", quote_literal(source_name), "_row_number")
         counts = staging.finish()
         if events_path is None:
             return NormalizeResult(staging.events_table(), staging.rejected_table(), counts)
