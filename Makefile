@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml src/github_ueba/kql_setup.py
 demo: install
 	$(BIN)/dvc repro
 	$(BIN)/github-ueba show --params params.yaml
+	@echo; echo "Our model vs the paper's method (contamination 0.1, cutoff -0.32) on the same features:"
+	$(BIN)/github-ueba compare --params params.yaml
 
 test: install
 	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
