@@ -128,9 +128,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"audit-{args.n}.ndjson"
     started = time.perf_counter()
+    action = "reused"
     if not path.exists():
         generate(path, args.n)
-    print(f"generated {args.n:,} events, {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - started:.1f} s")
+        action = "generated"
+    print(f"{action} {args.n:,} events, {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - started:.1f} s")
     child = subprocess.run(
         [sys.executable, __file__, "--child", str(path), str(work), args.memory_limit],
         capture_output=True,

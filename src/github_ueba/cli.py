@@ -23,8 +23,8 @@ def _stage(name: str) -> Callable[[Config], Any]:
 
 def _run_all(cfg: Config) -> None:
     for name in ("ingest", "features", "train", "detect"):
-        log.info("== %s", name)
-        _stage(name)(cfg)
+        result = _stage(name)(cfg)
+        log.info("%s done in %s s", name, result.get("seconds", "?"))
 
 
 def _show(cfg: Config, args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -664,7 +665,7 @@ def run_study(
                 "window.detect_start": window.detect_start.isoformat(),
             })
         study.optimize(objective_fn, n_trials=base_cfg.tune.n_trials, timeout=base_cfg.tune.timeout,
-                       catch=TRIAL_ERRORS)
+                       catch=TRIAL_ERRORS, show_progress_bar=sys.stderr.isatty())
         result = _finish(study, objective, value_names, trial_overrides, params, tuned_path)
         if tracking:
             _log_parent(study, result, value_names)
