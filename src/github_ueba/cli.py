@@ -49,7 +49,12 @@ def _parse_day(text: str) -> datetime.date:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="github-ueba", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("GITHUB_UEBA_LOG_LEVEL"),
+        help="DEBUG, INFO, WARNING (default: env GITHUB_UEBA_LOG_LEVEL, else INFO on a terminal and "
+        "WARNING in CI/non-TTY logs, so progress lines show only where someone watches)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -92,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors print one clear line and exit 2, never a traceback."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    level = args.log_level or ("INFO" if sys.stderr.isatty() else "WARNING")
+    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "setup-kql":
             from github_ueba.kql_setup import install_kql_lib

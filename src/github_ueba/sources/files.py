@@ -13,6 +13,7 @@ this module finds the files, picks the path per file and layout, and writes the 
 from __future__ import annotations
 
 import glob
+import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,8 @@ FAST_COLUMNS: dict[str, str] = {
 MAX_JSON_VALUE_BYTES = 1024 * 1024 * 1024
 
 ReadResult = NormalizeResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -334,6 +337,8 @@ def stage_exports(staging: Staging, path: str | Path, exact_only: bool = False) 
     `exact_only` reads NDJSON line by line only (about 3x slower; the fast path must give the same result).
     """
     files = [describe_file(i, p) for i, p in enumerate(discover_exports(path))]
+    log.info("reading %d export files under %s (%.1f MB)", len(files), path,
+             sum(f.path.stat().st_size for f in files) / 1e6)
     tally = _Tally(files=len(files), empty_files=sum(f.layout == "empty" for f in files))
     not_arrays = _stage_arrays(staging, [f for f in files if f.layout == "array"], tally)
     _stage_ndjson(staging, [f for f in files if f.layout == "lines"] + not_arrays, tally, exact_only)
