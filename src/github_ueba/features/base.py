@@ -25,6 +25,18 @@ from github_ueba.kql_runner import translate
 from github_ueba.kqltext import features_query, stored_functions
 
 #: Output columns of kql/ActorDayFeatures.kql, in order (see that file's header for meanings).
+#: Counts of the high-risk action groups of kql/ActorDayFeatures.kql (security-relevant changes).
+RISK_GROUP_COLUMNS: tuple[str, ...] = (
+    "protection_changes",
+    "secret_scanning_disabled",
+    "security_alerts_disabled",
+    "org_security_weakened",
+    "access_granted",
+    "persistence",
+    "repo_exposure",
+    "members_removed",
+)
+
 BASE_FEATURE_COLUMNS: tuple[str, ...] = (
     "actor",
     "day",
@@ -50,15 +62,9 @@ BASE_FEATURE_COLUMNS: tuple[str, ...] = (
     "shared_new_repos",
     "shared_new_repo_clones",
     "shared_first_seen_repos",
-    "protection_changes",
-    "secret_scanning_disabled",
-    "security_alerts_disabled",
-    "org_security_weakened",
-    "access_granted",
-    "persistence",
-    "repo_exposure",
+    *RISK_GROUP_COLUMNS[:-1],
     "repo_create",
-    "members_removed",
+    RISK_GROUP_COLUMNS[-1],
     "is_leaver",
     "days_to_removal",
 )

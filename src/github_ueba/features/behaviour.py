@@ -49,7 +49,7 @@ import pandas as pd
 
 from github_ueba.config import FeaturesConfig
 from github_ueba.errors import InputError
-from github_ueba.features.base import BASE_FEATURE_COLUMNS
+from github_ueba.features.base import BASE_FEATURE_COLUMNS, RISK_GROUP_COLUMNS
 
 #: Base columns that are not z-scored (flags and the leaver countdown).
 FLAG_FEATURES: tuple[str, ...] = ("is_weekend", "is_leaver", "days_to_removal")
@@ -75,16 +75,7 @@ Z_GROUPS: dict[str, tuple[str, ...]] = {
         "first_seen_actions",
         "repo_create",
     ),
-    "security": (
-        "protection_changes",
-        "secret_scanning_disabled",
-        "security_alerts_disabled",
-        "org_security_weakened",
-        "access_granted",
-        "persistence",
-        "repo_exposure",
-        "members_removed",
-    ),
+    "security": RISK_GROUP_COLUMNS,
 }
 
 #: Every column the base-feature table must have.
