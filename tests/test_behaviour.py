@@ -198,3 +198,25 @@ def test_empty_table_gets_all_columns():
     full = behaviour_features(make_base(n_actors=2, n_days=3), FeaturesConfig())
     assert list(out.columns) == list(full.columns) and out.empty
     assert (out.dtypes == full.dtypes).all()
+
+
+def test_recent_first_seen_repos_matches_a_loop():
+    """Sustained novelty: repos first accessed over the last N calendar days, today included."""
+    from github_ueba.features.behaviour import recent_first_seen_repos
+
+    base = make_base(n_actors=5, n_days=30, seed=4, activity=0.5)
+    base["first_seen_repos"] = np.random.default_rng(4).poisson(1.0, len(base))
+    got = recent_first_seen_repos(base, 7)
+    expected = [
+        int(base.loc[(base["actor"] == row.actor) & (base["day"] <= row.day)
+                     & (base["day"] > row.day - pd.Timedelta(days=7)), "first_seen_repos"].sum())
+        for row in base.itertuples()
+    ]
+    assert got.tolist() == expected
+    assert recent_first_seen_repos(base.iloc[:0], 7).tolist() == []
+
+
+def test_recent_first_seen_repos_is_derived_when_missing():
+    base = make_base(n_actors=3, n_days=10).drop(columns=["recent_first_seen_repos"])
+    out = behaviour_features(base, FeaturesConfig(sustained_days=3))
+    assert "recent_first_seen_repos" in out and "recent_first_seen_repos_z" in out

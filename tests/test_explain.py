@@ -17,7 +17,10 @@ from github_ueba.model import ActorDayDetector, training_rows
 @pytest.fixture(scope="module")
 def scored() -> tuple[ActorDayDetector, pd.DataFrame]:
     base = make_base(n_actors=40, n_days=60, seed=11, activity=0.8, n_bots=1, rare=0.0)
-    base[["access_granted", "repo_create"]] = 0  # ordinary days: no security-relevant events
+    # ordinary days: no security-relevant events, and a settled org where nobody reaches new repos
+    novelty = ["new_repos", "new_repo_clones", "new_repo_pushes", "new_repo_downloads", "first_seen_repos",
+               "first_seen_actions"]
+    base[["access_granted", "repo_create", *novelty]] = 0
     last = base["day"].max()
     base = base.loc[~((base["actor"].isin(["user0", "user1"])) & (base["day"] == last))]
     quiet = {f: 0 for f in RARE | {"first_seen_ips", "first_seen_repos", "first_seen_actions"}}
@@ -28,7 +31,7 @@ def scored() -> tuple[ActorDayDetector, pd.DataFrame]:
     odd = base.loc[base["actor"] == "user1"].iloc[[0]].assign(**quiet).assign(
         day=last, first_seen_countries=1, secret_scanning_disabled=1
     )
-    base = pd.concat([base, hot, odd], ignore_index=True)
+    base = pd.concat([base, hot, odd], ignore_index=True).drop(columns=["recent_first_seen_repos"])
     table = behaviour_features(base, FeaturesConfig(baseline_days=30, min_history_days=5))
     detect_start = last - pd.Timedelta(days=9)
     detector = ActorDayDetector(feature_columns=columns_for("full"), n_estimators=100).fit(

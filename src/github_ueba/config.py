@@ -94,6 +94,7 @@ class FeaturesConfig:
     min_history_days: int = 10  # active days before a row counts as having a baseline
     clip_negative_z: bool = True  # paper: negative z-scores clipped to 0
     new_repo_days: int = 14  # a repo is "new" for an actor within N days of first access
+    sustained_days: int = 7  # recent_first_seen_repos: repos first accessed over the last N days
     off_hours_z: float = 3.0  # |z| of hour-of-day above which an event is off-hours
     bot_patterns: list[str] = field(
         default_factory=lambda: [r"\[bot\]$", r"^dependabot", r"^github-actions", r"-bot$", r"^svc-"]
@@ -222,7 +223,7 @@ def _check_ranges(cfg: Config) -> None:
             _dt.date.fromisoformat(w.end)
         except ValueError:
             problems.append(f"window.end={w.end!r}: expected a date YYYY-MM-DD")
-    for key in ("baseline_days", "min_history_days", "new_repo_days"):
+    for key in ("baseline_days", "min_history_days", "new_repo_days", "sustained_days"):
         if getattr(f, key) < 1:
             problems.append(f"features.{key}={getattr(f, key)}: expected >= 1")
     if f.bots not in ("score", "drop"):

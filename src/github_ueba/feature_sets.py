@@ -32,7 +32,7 @@ VOLUME_FEATURES: tuple[str, ...] = ("events",)
 #: against the actor's own, adapting baseline, but stays unusual against everyone else's counts.
 #: (Adding first_seen_ips/actions and new_repos too ranked planted one-day attacks lower for no
 #: gain in average precision on the simulator.)
-FIRST_SEEN_FEATURES: tuple[str, ...] = ("first_seen_repos",)
+FIRST_SEEN_FEATURES: tuple[str, ...] = ("first_seen_repos", "recent_first_seen_repos")
 
 #: Ours: flags, history depth, the largest z-score overall and per group, the day's volume and
 #: its first-seen counts.

@@ -58,8 +58,13 @@ FLAG_FEATURES: tuple[str, ...] = ("is_weekend", "is_leaver", "days_to_removal")
 SHARED_FEATURES: tuple[str, ...] = ("shared_new_repos", "shared_new_repo_clones", "shared_first_seen_repos")
 
 #: Count features that get a per-actor mean, std and z-score: every base count of kql/ but the above.
-COUNT_FEATURES: tuple[str, ...] = tuple(
-    c for c in BASE_FEATURE_COLUMNS if c not in ("actor", "day", *FLAG_FEATURES, *SHARED_FEATURES)
+#: Derived counts added before the z-scores when the input lacks them: sustained novelty, so an
+#: actor who reaches a few new repos every day (each day unremarkable alone) adds up to one signal.
+SUSTAINED_FEATURES: tuple[str, ...] = ("recent_first_seen_repos",)
+
+COUNT_FEATURES: tuple[str, ...] = (
+    *(c for c in BASE_FEATURE_COLUMNS if c not in ("actor", "day", *FLAG_FEATURES, *SHARED_FEATURES)),
+    *SUSTAINED_FEATURES,
 )
 
 #: Count features grouped by what an unusual value means; each group gets a `<group>_max_z`.
@@ -72,14 +77,17 @@ Z_GROUPS: dict[str, tuple[str, ...]] = {
         "new_repo_pushes",
         "new_repo_downloads",
         "first_seen_repos",
+        "recent_first_seen_repos",
         "first_seen_actions",
         "repo_create",
     ),
     "security": RISK_GROUP_COLUMNS,
 }
 
-#: Every column the base-feature table must have.
-REQUIRED_COLUMNS: tuple[str, ...] = ("actor", "day", *COUNT_FEATURES, *FLAG_FEATURES)
+#: Every column the base-feature table must have (the sustained counts are derived when missing).
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "actor", "day", *(c for c in COUNT_FEATURES if c not in SUSTAINED_FEATURES), *FLAG_FEATURES
+)
 
 #: The counts the paper z-scores (its feature list), computed its way into `paper_z_<f>`.
 PAPER_COUNT_FEATURES: tuple[str, ...] = (
@@ -168,7 +176,7 @@ def _check_input(base: pd.DataFrame) -> None:
     off_midnight = int((base["day"] != base["day"].dt.normalize()).sum())
     if off_midnight:
         raise BehaviourFeatureError(f"base features: {off_midnight} 'day' values are not UTC midnight")
-    for feature in COUNT_FEATURES:
+    for feature in (f for f in COUNT_FEATURES if f in base.columns):
         column = base[feature]
         if column.isna().any() or not pd.api.types.is_numeric_dtype(column):
             raise BehaviourFeatureError(f"base features: column '{feature}' must hold non-null integer counts")
@@ -305,6 +313,25 @@ def _empty_result(base: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([base, pd.DataFrame(columns, index=base.index)], axis=1)
 
 
+def recent_first_seen_repos(base: pd.DataFrame, days: int) -> np.ndarray:
+    """Per row: repos the actor first accessed over the `days` calendar days ending on the row's day.
+
+    One sort and one `searchsorted` on an (actor, day) key; window sums are differences of prefix sums.
+    """
+    if base.empty:
+        return np.zeros(0, dtype=np.int64)
+    actor = pd.factorize(base["actor"])[0].astype(np.int64)
+    day = ((base["day"] - base["day"].min()) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64)
+    key = actor * (int(day.max()) + days + 1) + day
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    sums = _cumulative(base["first_seen_repos"].to_numpy(dtype=np.int64)[order])
+    start = np.searchsorted(sorted_key, sorted_key - (days - 1), side="left")
+    out = np.empty(len(order), dtype=np.int64)
+    out[order] = sums[1:] - sums[start]
+    return out
+
+
 def behaviour_features(base: pd.DataFrame, settings: FeaturesConfig, baseline: str = "calendar") -> pd.DataFrame:
     """Base features plus per-actor trailing baselines, z-scores and history depth (see module doc).
 
@@ -316,6 +343,8 @@ def behaviour_features(base: pd.DataFrame, settings: FeaturesConfig, baseline: s
         raise BehaviourFeatureError(f"baseline={baseline!r}: expected one of {BASELINES}")
     _check_input(base)
     base = base.drop(columns=[c for c in (*_float_columns(), *HISTORY_COLUMNS) if c in base.columns])
+    if "recent_first_seen_repos" not in base.columns:
+        base = base.assign(recent_first_seen_repos=recent_first_seen_repos(base, settings.sustained_days))
     if base.empty:
         return _empty_result(base)
     window = int(settings.baseline_days)
