@@ -57,8 +57,9 @@ def main() -> None:
         began = time.perf_counter()
         generate(ndjson, args.n)
         print(f"generated {args.n:,} events ({ndjson.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - began:.1f} s")
-        child = subprocess.run([sys.executable, __file__, "--child", str(ndjson), tmp],
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run([sys.executable, __file__, "--child", str(ndjson), tmp], capture_output=True, text=True)
+        if child.returncode != 0:
+            sys.exit(f"ingest failed:\n{child.stderr[-3000:]}")
         result = json.loads(child.stdout.strip().splitlines()[-1])
         rate = result["records"] / result["total_s"]
         print(f"read+normalize {result['read_s']} s, kql base features {result['features_s']} s, "

@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from github_ueba import duckdb_conn
 from github_ueba.config import FeaturesConfig
 from github_ueba.errors import InputError
 from github_ueba.events import EVENT_SCHEMA, KQL_TABLE
@@ -100,9 +100,10 @@ def run_kql(query: str, tables: dict[str, Path], functions: list[str] | None = N
     paths = {name: Path(path) for name, path in tables.items()}
     schema = {name: _table_columns(name, path) for name, path in paths.items()}
     translation = translate(query, stored_functions() if functions is None else functions, schema)
-    with duckdb.connect() as con:
+    with duckdb_conn.connect() as con:
         con.execute("SET TimeZone='UTC'")
         con.execute("SET enable_progress_bar=false")
+        con.execute("SET preserve_insertion_order=false")  # callers sort; lets big aggregates spill
         for name, path in paths.items():
             con.execute(
                 f"CREATE VIEW {_quote_identifier(name)} AS SELECT * FROM read_parquet({_quote_literal(str(path))})"

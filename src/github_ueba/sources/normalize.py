@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, overload
 
 import duckdb
+
+from github_ueba import duckdb_conn
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -296,10 +298,8 @@ class Staging:
 
     def __init__(self, work_dir: str | Path | None = None, memory_limit: str | None = None) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="github-ueba-staging-", dir=work_dir))
-        self.con = duckdb.connect()
+        self.con = duckdb_conn.connect(memory_limit)
         self.con.execute(f"SET temp_directory = {quote_literal(str(self._dir))}")
-        if memory_limit is not None:
-            self.con.execute(f"SET memory_limit = {quote_literal(memory_limit)}")
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET preserve_insertion_order = false")  # ~30% faster inserts; order is in `_order`
