@@ -45,7 +45,7 @@ WORDS: dict[str, str] = {
     "first_seen_ips": "new IP address ({n})",
     "first_seen_countries": "new country ({n})",
     "first_seen_repos": "{n} repo{s} first accessed",
-    "recent_first_seen_repos": "repos first accessed in the last days",
+    "recent_first_seen_repos": "repos first accessed over the recent days",
     "first_seen_actions": "{n} action{s} never done before",
     "protection_changes": "branch protection weakened ×{n}",
     "secret_scanning_disabled": "secret scanning disabled ×{n}",
