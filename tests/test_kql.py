@@ -324,3 +324,14 @@ def test_window_without_events_gives_an_empty_typed_table(events_path: Path) -> 
     frame = base_features(events_path, dt.date(2024, 6, 3), dt.date(2024, 6, 10), dt.date(2024, 6, 1), SETTINGS)
     assert frame.empty and list(frame.columns) == list(BASE_FEATURE_COLUMNS)
     assert frame["events"].dtype == "int64" and pd.api.types.is_datetime64_any_dtype(frame["day"])
+
+
+def test_every_cte_is_inlined_so_duckdb_can_spill(events_path: Path) -> None:
+    from github_ueba.features.base import _CTE_DEFINITION, _table_columns, inline_ctes
+
+    query = features_query(START, END, HISTORY_START, new_repo_days=3, off_hours_z=3.0, prelude="", inline=False)
+    sql = translate(query, stored_functions(), {"GH_Audit_Logs_CL": _table_columns("GH_Audit_Logs_CL", events_path)}).sql
+    rewritten = inline_ctes(sql)
+    assert _CTE_DEFINITION.search(sql) is not None
+    assert _CTE_DEFINITION.search(rewritten) is None
+    assert rewritten.count("AS NOT MATERIALIZED (") == len(_CTE_DEFINITION.findall(sql))
