@@ -87,3 +87,18 @@ def test_compose_without_overrides_matches_schema_defaults(monkeypatch, repo_roo
     cfg = validate(compose([]))
     assert cfg.window.lookback_days == 181 and cfg.features.baseline_days == 60
     assert os.path.basename(str(repo_root / "conf")) == "conf"
+
+
+def test_bots_by_name_or_by_deploy_key_share():
+    import pandas as pd
+
+    from github_ueba.bots import mark_bots
+
+    base = pd.DataFrame({
+        "actor": ["renovate[bot]", "deployer", "deployer", "alice", "alice"],
+        "events": [5, 10, 10, 4, 6],
+        "deploy_key_events": [0, 10, 9, 1, 0],
+    })
+    # deployer: 19 of 20 events by deploy key (0.95) -> bot; alice: 1 of 10 -> human
+    assert mark_bots(base, [r"\[bot\]$"], 0.95).tolist() == [True, True, True, False, False]
+    assert mark_bots(base, [r"\[bot\]$"], 0.99).tolist() == [True, False, False, False, False]

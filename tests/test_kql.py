@@ -335,3 +335,13 @@ def test_every_cte_is_inlined_so_duckdb_can_spill(events_path: Path) -> None:
     assert _CTE_DEFINITION.search(sql) is not None
     assert _CTE_DEFINITION.search(rewritten) is None
     assert rewritten.count("AS NOT MATERIALIZED (") == len(_CTE_DEFINITION.findall(sql))
+
+
+def test_deploy_key_events_are_counted(tmp_path: Path) -> None:
+    rows = [
+        event("2025-01-06T09:00", "ci", "git.fetch", repo="o/x", programmatic_access_type="deploy_key"),
+        event("2025-01-06T09:05", "ci", "git.fetch", repo="o/x", programmatic_access_type="Deploy key"),
+        event("2025-01-06T09:10", "ci", "git.fetch", repo="o/x", programmatic_access_type="personal_access_token"),
+    ]
+    frame = base_features(write_events(rows, tmp_path / "e.parquet"), START, END, HISTORY_START, SETTINGS)
+    assert frame.loc[0, "deploy_key_events"] == 2 and frame.loc[0, "events"] == 3

@@ -100,6 +100,7 @@ class FeaturesConfig:
         default_factory=lambda: [r"\[bot\]$", r"^dependabot", r"^github-actions", r"-bot$", r"^svc-"]
     )
     bots: str = "score"  # score | drop: bots are never trained on; scored separately or dropped
+    deploy_key_share: float = 0.95  # an actor with at least this share of deploy-key events is a bot
 
 
 @dataclass
@@ -226,6 +227,8 @@ def _check_ranges(cfg: Config) -> None:
     for key in ("baseline_days", "min_history_days", "new_repo_days", "sustained_days"):
         if getattr(f, key) < 1:
             problems.append(f"features.{key}={getattr(f, key)}: expected >= 1")
+    if not 0 < f.deploy_key_share <= 1:
+        problems.append(f"features.deploy_key_share={f.deploy_key_share}: expected a share in (0, 1]")
     if f.bots not in ("score", "drop"):
         problems.append(f"features.bots={f.bots!r}: expected 'score' or 'drop'")
     if problems:

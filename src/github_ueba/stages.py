@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from github_ueba import io
-from github_ueba.bots import bot_mask
+from github_ueba.bots import mark_bots
 from github_ueba.config import Config
 from github_ueba.errors import InputError
 from github_ueba.window import Window, last_full_day, resolve
@@ -130,7 +130,7 @@ def ingest(cfg: Config) -> dict[str, Any]:
             f"no audit events between {window.start} and {window.end} (window.end / window.lookback_days) "
             f"in source '{cfg.source.name}'"
         )
-    base["is_bot"] = bot_mask(base["actor"], cfg.features.bot_patterns).to_numpy()
+    base["is_bot"] = mark_bots(base, cfg.features.bot_patterns, cfg.features.deploy_key_share).to_numpy()
     quality.update(
         {
             "window": window.to_dict(),

@@ -66,6 +66,7 @@ BASE_FEATURE_COLUMNS: tuple[str, ...] = (
     *RISK_GROUP_COLUMNS[:-1],
     "repo_create",
     RISK_GROUP_COLUMNS[-1],
+    "deploy_key_events",
     "is_leaver",
     "days_to_removal",
 )
@@ -73,6 +74,7 @@ BASE_FEATURE_COLUMNS: tuple[str, ...] = (
 #: Event columns the kql/ functions read.
 REQUIRED_EVENT_COLUMNS: tuple[str, ...] = (
     "timestamp", "actor", "action", "repo", "actor_ip", "country_code", "user", "visibility", "permission",
+    "programmatic_access_type",
 )
 
 

@@ -54,8 +54,11 @@ from github_ueba.features.base import BASE_FEATURE_COLUMNS, RISK_GROUP_COLUMNS
 #: Base columns that are not z-scored (flags and the leaver countdown).
 FLAG_FEATURES: tuple[str, ...] = ("is_weekend", "is_leaver", "days_to_removal")
 
-#: Peer-corroborated novelty (kql/ActorDayFeatures.kql): context, deliberately not z-scored.
-SHARED_FEATURES: tuple[str, ...] = ("shared_new_repos", "shared_new_repo_clones", "shared_first_seen_repos")
+#: Context counts of kql/ActorDayFeatures.kql, deliberately not z-scored: peer-corroborated novelty, and
+#: deploy-key use (read by bot marking).
+SHARED_FEATURES: tuple[str, ...] = (
+    "shared_new_repos", "shared_new_repo_clones", "shared_first_seen_repos", "deploy_key_events",
+)
 
 #: Count features that get a per-actor mean, std and z-score: every base count of kql/ but the above.
 #: Derived counts added before the z-scores when the input lacks them: sustained novelty, so an
