@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import yaml
 
@@ -86,7 +84,6 @@ def test_compose_without_overrides_matches_schema_defaults(monkeypatch, repo_roo
     monkeypatch.chdir(repo_root)
     cfg = validate(compose([]))
     assert cfg.window.lookback_days == 181 and cfg.features.baseline_days == 60
-    assert os.path.basename(str(repo_root / "conf")) == "conf"
 
 
 def test_bots_by_name_or_by_deploy_key_share():

@@ -20,11 +20,11 @@ from conftest import TINY
 BIN = Path(sys.executable).parent
 
 
-def test_cli_run_writes_every_stage_output(tmp_path, monkeypatch, repo_root, capsys):
+def test_cli_run_writes_every_stage_output(tiny_run, monkeypatch, repo_root, capsys):
+    """`github-ueba run` (the session's tiny_run) writes every stage's outputs."""
     monkeypatch.chdir(repo_root)
-    data, models = tmp_path / "data", tmp_path / "models"
-    overrides = TINY + [f"paths.data={data}", f"paths.models={models}", "tracking.enabled=false"]
-    assert main(["run", *overrides]) == 0
+    _, data = tiny_run
+    overrides = TINY + [f"paths.data={data}", f"paths.models={data}/models", "tracking.enabled=false"]
     quality = json.loads((data / "ingest" / "quality.json").read_text())
     assert quality["rejected"] == 0 and quality["actor_days"] > 0 and quality["bots"] >= 2
     base = pd.read_parquet(data / "ingest" / "base_features.parquet")

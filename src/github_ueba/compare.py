@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from github_ueba import stages
-from github_ueba.config import Config, load
+from github_ueba.config import Config, compose, load, validate
 from github_ueba.errors import InputError
 
 #: Variants compared by default: our model, and the paper's plain method on the same data.
@@ -31,9 +32,20 @@ def evaluate_variant(cfg: Config, table: pd.DataFrame, labels: pd.DataFrame) -> 
 
     window = stages.read_window(cfg)
     detector, _ = stages.fit_detector(cfg, table, window.detect_start)
-    rows = table.loc[table["day"] >= pd.Timestamp(window.detect_start)].reset_index(drop=True)
-    scored = stages.score_rows(cfg, detector, rows)
+    scored = stages.score_rows(cfg, detector, stages.detect_rows(table, window))
     return detection_metrics(scored[["actor", "day", "anomaly_score", "is_anomaly"]], labels)
+
+
+def variant_config(base_overrides: list[str], params: str | None, group_overrides: list[str]) -> Config:
+    """The config plus group choices such as `model=paper`. A composed params file cannot select groups,
+    so there the chosen group is composed from conf/ (with the file's seed) and replaces the file's node."""
+    if params is None:
+        return load(base_overrides + group_overrides)
+    raw = OmegaConf.load(params)
+    for choice in group_overrides:
+        group = choice.partition("=")[0]
+        raw[group] = compose([choice, f"seed={raw.seed}"])[group]
+    return validate(OmegaConf.merge(raw, OmegaConf.from_dotlist(base_overrides)))
 
 
 def compare(base_overrides: list[str], params: str | None = None,
@@ -46,38 +58,9 @@ def compare(base_overrides: list[str], params: str | None = None,
         raise InputError(f"{stages.stage_dir(base_cfg, 'ingest') / 'labels.csv'}: no labels to compare against")
     table = stages.load_features(base_cfg)
     results = {}
-    for name, extra in variants.items():
-        cfg = load(base_overrides + (_dotlist(extra) if params else extra), params=params)
-        metrics = evaluate_variant(cfg, table, labels)
+    for name, group_overrides in variants.items():
+        metrics = evaluate_variant(variant_config(base_overrides, params, group_overrides), table, labels)
         results[name] = {key: metrics.get(key) for key in HEADLINE} | {
             key: value for key, value in metrics.items() if key.startswith("recall_top1pct/")
         }
     return pd.DataFrame(results)
-
-
-def _dotlist(group_overrides: list[str]) -> list[str]:
-    """Expand `model=paper` into dotted keys of conf/model/paper.yaml (params.yaml cannot select groups)."""
-    from omegaconf import OmegaConf
-
-    from github_ueba.config import conf_dir
-
-    keys: list[str] = []
-    for item in group_overrides:
-        group, _, option = item.partition("=")
-        if "." in group:
-            keys.append(item)
-            continue
-        values = OmegaConf.to_container(OmegaConf.load(conf_dir() / group / f"{option}.yaml"), resolve=False)
-        for key, value in _flatten(values, group).items():
-            if not (isinstance(value, str) and value.startswith("${")):
-                keys.append(f"{key}={value}")
-    return keys
-
-
-def _flatten(node: Any, prefix: str) -> dict[str, Any]:
-    if isinstance(node, dict):
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat.update(_flatten(value, f"{prefix}.{key}"))
-        return flat
-    return {prefix: "null" if node is None else node}

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import joblib
 import numpy as np
 import pandas as pd
 
-from github_ueba import io
+from github_ueba import duckdb_conn, io
 from github_ueba.bots import mark_bots
 from github_ueba.config import Config
 from github_ueba.errors import InputError
@@ -47,42 +46,35 @@ def read_window(cfg: Config) -> Window:
 # --------------------------------------------------------------------------------------- ingest
 
 
-def _latest_event(events_path: Path) -> dt.datetime | None:
-    with duckdb.connect() as con:
-        latest = con.execute("SELECT max(timestamp) FROM read_parquet(?)", [str(events_path)]).fetchall()[0][0]
-    if latest is None:
-        return None
-    return dt.datetime.fromtimestamp(latest / 1000, tz=dt.timezone.utc)
-
-
-def _event_quality(events_path: Path, window: Window) -> dict[str, Any]:
-    start_ms = int(dt.datetime.combine(window.start, dt.time(), dt.timezone.utc).timestamp() * 1000)
-    end_ms = int(dt.datetime.combine(window.end_exclusive, dt.time(), dt.timezone.utc).timestamp() * 1000)
-    with duckdb.connect() as con:
+def _events_per_day(events_path: Path) -> pd.Series:
+    """Normalized events per UTC day (one scan of events.parquet), indexed by date."""
+    with duckdb_conn.connect() as con:
         per_day = con.execute(
-            """
-            SELECT CAST(to_timestamp(timestamp / 1000) AT TIME ZONE 'UTC' AS DATE) AS day, count(*) AS n
-            FROM read_parquet(?) WHERE timestamp >= ? AND timestamp < ? GROUP BY ALL
-            """,
-            [str(events_path), start_ms, end_ms],
+            """SELECT CAST(to_timestamp(timestamp / 1000) AT TIME ZONE 'UTC' AS DATE) AS day, count(*) AS n
+               FROM read_parquet(?) GROUP BY ALL""",
+            [str(events_path)],
         ).df()
-        total = con.execute("SELECT count(*) FROM read_parquet(?)", [str(events_path)]).fetchall()[0][0]
+    return pd.Series(per_day["n"].to_numpy(), index=pd.to_datetime(per_day["day"]).dt.date, dtype="int64")
+
+
+def _event_quality(per_day: pd.Series, window: Window) -> dict[str, Any]:
+    """Coverage of the window by the normalized events."""
     days = pd.date_range(window.start, window.end, freq="D").date
-    present = set(pd.to_datetime(per_day["day"]).dt.date) if len(per_day) else set()
-    missing = [d.isoformat() for d in days if d not in present]
-    in_window = int(per_day["n"].sum()) if len(per_day) else 0
+    in_window = per_day[per_day.index.isin(days)]
+    missing = [d.isoformat() for d in sorted(set(days) - set(in_window.index))]
     return {
-        "events_normalized": int(total),
-        "events_in_window": in_window,
-        "events_outside_window": int(total) - in_window,
+        "events_normalized": int(per_day.sum()),
+        "events_in_window": int(in_window.sum()),
+        "events_outside_window": int(per_day.sum() - in_window.sum()),
         "days_in_window": len(days),
         "days_covered": len(days) - len(missing),
         "days_missing": missing,
     }
 
 
-def _ingest_events(cfg: Config, out: Path) -> tuple[dict[str, Any], dt.date]:
-    """Write events.parquet (+ rejected.ndjson, labels.csv) from a local source; return counts, default end."""
+def _ingest_events(cfg: Config, out: Path) -> tuple[dict[str, Any], dt.date | None]:
+    """Write events.parquet (+ rejected.ndjson, labels.csv) from a local source; return counts and the
+    source's own last day (None for exports: their latest event decides)."""
     src = cfg.source
     events_path = out / "events.parquet"
     if src.name == "simulator":
@@ -102,7 +94,7 @@ def _ingest_events(cfg: Config, out: Path) -> tuple[dict[str, Any], dt.date]:
             f"{src.path}: {counts['rejected']} of {counts['records_read']} records rejected "
             f"(more than source.max_rejected_share={src.max_rejected_share}); see {out / 'rejected.ndjson'}"
         )
-    return counts, last_full_day(_latest_event(events_path))
+    return counts, None
 
 
 def ingest(cfg: Config) -> dict[str, Any]:
@@ -120,10 +112,11 @@ def ingest(cfg: Config) -> dict[str, Any]:
     else:
         from github_ueba.features.base import base_features
 
-        counts, default_end = _ingest_events(cfg, out)
+        counts, source_end = _ingest_events(cfg, out)
         quality.update(counts)
-        window = resolve(cfg.window, default_end)
-        quality.update(_event_quality(out / "events.parquet", window))
+        per_day = _events_per_day(out / "events.parquet")
+        window = resolve(cfg.window, source_end or last_full_day(per_day.index.max() if len(per_day) else None))
+        quality.update(_event_quality(per_day, window))
         base = base_features(out / "events.parquet", window.start, window.end_exclusive, window.start, cfg.features)
     if base.empty:
         raise InputError(
@@ -234,6 +227,14 @@ def score_rows(cfg: Config, detector: Any, rows: pd.DataFrame) -> pd.DataFrame:
     return scored
 
 
+def detect_rows(table: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """The actor-days of the detect window (a clear error when there are none)."""
+    rows = table.loc[table["day"] >= pd.Timestamp(window.detect_start)].reset_index(drop=True)
+    if rows.empty:
+        raise InputError(f"no actor-days in the detect window {window.detect_start}..{window.end} (window.detect_days)")
+    return rows
+
+
 def labelled(cfg: Config) -> pd.DataFrame | None:
     """The simulator's labels (`actor, day, scenario`), or None for sources without labels."""
     path = stage_dir(cfg, "ingest") / "labels.csv"
@@ -255,10 +256,7 @@ def detect(cfg: Config) -> dict[str, Any]:
     window = read_window(cfg)
     detector = joblib.load(require(model_path(cfg), "train"))
     table = load_features(cfg)
-    rows = table.loc[table["day"] >= pd.Timestamp(window.detect_start)].reset_index(drop=True)
-    if rows.empty:
-        raise InputError(f"no actor-days in the detect window {window.detect_start}..{window.end} (window.detect_days)")
-    scored = score_rows(cfg, detector, rows)
+    scored = score_rows(cfg, detector, detect_rows(table, window))
     out = stage_dir(cfg, "detect")
     scores = scored[["actor", "day", "anomaly_score", "is_anomaly"]].copy()
     scores["day"] = scores["day"].dt.strftime("%Y-%m-%d")

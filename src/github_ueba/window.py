@@ -41,10 +41,8 @@ def resolve(cfg: WindowConfig, default_end: dt.date) -> Window:
     return Window(start=start, end=end, validation_start=validation_start, detect_start=detect_start)
 
 
-def last_full_day(latest_event: dt.datetime | None, now: dt.datetime | None = None) -> dt.date:
+def last_full_day(latest_day: dt.date | None, now: dt.datetime | None = None) -> dt.date:
     """The source's last full UTC day: the latest event's day, unless that day is still running."""
     now = now or dt.datetime.now(dt.timezone.utc)
     yesterday = now.date() - dt.timedelta(days=1)
-    if latest_event is None:
-        return yesterday
-    return min(latest_event.date(), yesterday)
+    return yesterday if latest_day is None else min(latest_day, yesterday)
