@@ -18,7 +18,7 @@ import pytest
 
 from github_ueba.config import FeaturesConfig
 from github_ueba.errors import InputError
-from github_ueba.events import EVENT_SCHEMA
+from github_ueba.events import EVENT_SCHEMA, KQL_TABLE
 from github_ueba.features.base import BASE_FEATURE_COLUMNS, base_features, run_kql
 from github_ueba.kql_runner import KqlLibraryMissing, KqlRunnerError, check_kql_lib, parse_errors, translate
 from github_ueba.kqltext import (
@@ -26,7 +26,6 @@ from github_ueba.kqltext import (
     features_query,
     inline_definitions,
     load_functions,
-    local_prelude,
     stored_functions,
 )
 
@@ -34,7 +33,7 @@ HISTORY_START = dt.date(2025, 1, 1)
 START = dt.date(2025, 1, 6)
 END = dt.date(2025, 1, 13)
 SETTINGS = FeaturesConfig(new_repo_days=3, off_hours_z=3.0)
-PRELUDE = local_prelude()  # let GH_Audit_Logs_CL = Events;
+PRELUDE = f"let {KQL_TABLE} = Events;"  # the events file is registered as `Events` below
 
 
 def event(when: str, actor: str, action: str, **fields: Any) -> dict[str, Any]:

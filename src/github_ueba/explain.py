@@ -164,6 +164,7 @@ def _count_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataF
     security events (ALWAYS_NAMED), which get tier 0."""
     parts = []
     position = np.arange(len(rows))
+    span = rows["baseline_span_days"].to_numpy() if "baseline_span_days" in rows else np.zeros(len(rows))
     for feature in COUNT_FEATURES:
         if feature not in rows or z_column(feature) not in rows:
             continue
@@ -178,7 +179,7 @@ def _count_candidates(rows: pd.DataFrame, shares: pd.DataFrame) -> list[pd.DataF
             usual = _usual(
                 rows[mean_column(feature)].to_numpy(dtype=np.float64),
                 rows[std_column(feature)].to_numpy(dtype=np.float64),
-                rows["baseline_span_days"].to_numpy() if "baseline_span_days" in rows else np.zeros(len(rows)),
+                span,
             )
             text = pd.Series(np.char.add(np.char.add(f"{template} ", _fmt(value)), usual))
         parts.append(

@@ -21,9 +21,6 @@ from github_ueba.errors import UebaError
 #: The function `features_query` calls; its output is the base-feature table.
 FEATURES_FUNCTION = "ActorDayFeatures"
 
-#: The local prelude: the events view registered by `features.base.run_kql` under this name.
-LOCAL_EVENTS_TABLE = "Events"
-
 _SIGNATURE = re.compile(r"^//\s*signature:\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*\((?P<params>.*)\)\s*$")
 _PARAM = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*:\s*[a-z]+\s*$")
 
@@ -171,9 +168,3 @@ def features_query(
     parts.append(features_call(start, end, history_start, new_repo_days=new_repo_days, off_hours_z=off_hours_z))
     return "\n".join(parts)
 
-
-def local_prelude(events_table: str = LOCAL_EVENTS_TABLE) -> str:
-    """The prelude that maps a local events table (EVENT_SCHEMA columns) onto GH_Audit_Logs_CL."""
-    from github_ueba.events import KQL_TABLE
-
-    return f"let {KQL_TABLE} = {events_table};"

@@ -28,6 +28,11 @@ from github_ueba.errors import InputError, UebaError
 MIN_TRAINING_ROWS = 50
 MIN_TRAINING_ACTORS = 3
 
+#: The detector's parameters passed unchanged to IsolationForest (and read from the `model` config).
+FOREST_PARAMS: tuple[str, ...] = (
+    "n_estimators", "max_samples", "contamination", "max_features", "bootstrap", "random_state", "n_jobs",
+)
+
 
 class DetectorInputError(InputError, ValueError):
     """The rows given to the detector lack feature columns or hold values it cannot score."""
@@ -51,8 +56,7 @@ class ActorDayDetector(OutlierMixin, BaseEstimator):
 
     When `log_transform`, columns whose training values are all >= 0 pass through `numpy.log1p`
     first (counts are heavy-tailed), except z-scores (`*_z`, `paper_z_*`): they stay linear, so a
-    z of 100 stands further from a z of 15 than their logs would (measured on synthetic data:
-    planted attacks rank about twice as high as with logged z-scores). Scoring clips negative
+    z of 100 stands further from a z of 15 than their logs would. Scoring clips negative
     values in log columns to 0 before the log: every split threshold the forest learned lies above
     the training minimum (>= 0), so a value below 0 takes the same branches as 0 and the scores
     are unchanged.
@@ -83,17 +87,8 @@ class ActorDayDetector(OutlierMixin, BaseEstimator):
     @classmethod
     def from_config(cls, model_cfg: ModelConfig, feature_columns: Sequence[str]) -> "ActorDayDetector":
         """A detector with the IsolationForest settings of `model` in the config."""
-        return cls(
-            feature_columns=list(feature_columns),
-            log_transform=model_cfg.log_transform,
-            n_estimators=model_cfg.n_estimators,
-            max_samples=model_cfg.max_samples,
-            contamination=model_cfg.contamination,
-            max_features=model_cfg.max_features,
-            bootstrap=model_cfg.bootstrap,
-            random_state=model_cfg.random_state,
-            n_jobs=model_cfg.n_jobs,
-        )
+        forest = {name: getattr(model_cfg, name) for name in FOREST_PARAMS}
+        return cls(feature_columns=list(feature_columns), log_transform=model_cfg.log_transform, **forest)
 
     def _fit_columns(self, X: pd.DataFrame) -> list[str]:
         if self.feature_columns is not None:
@@ -137,15 +132,7 @@ class ActorDayDetector(OutlierMixin, BaseEstimator):
             )
         else:
             transform = "passthrough"
-        forest = IsolationForest(
-            n_estimators=self.n_estimators,
-            max_samples=self.max_samples,
-            contamination=self.contamination,
-            max_features=self.max_features,
-            bootstrap=self.bootstrap,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
-        )
+        forest = IsolationForest(**{name: getattr(self, name) for name in FOREST_PARAMS})
         self.pipeline_ = Pipeline([("transform", transform), ("forest", forest)]).fit(matrix)
         self.feature_names_in_ = np.asarray(columns, dtype=object)
         self.n_features_in_ = len(columns)
@@ -157,7 +144,6 @@ class ActorDayDetector(OutlierMixin, BaseEstimator):
 
     def transform_for_forest(self, X: pd.DataFrame) -> np.ndarray:
         """The float32 matrix the forest sees (columns in `forest_feature_names_` order)."""
-        check_is_fitted(self, "pipeline_")
         return np.asarray(self.pipeline_[:-1].transform(self._scoring_matrix(X)), dtype=np.float32)
 
     def _scoring_matrix(self, X: pd.DataFrame) -> pd.DataFrame:

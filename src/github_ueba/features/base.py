@@ -5,7 +5,7 @@ here, on an in-process DuckDB connection over views of the Parquet files, so no 
 between processes and DuckDB streams the files (scans are pushed down to the Parquet readers).
 The events file is registered directly as the view `GH_Audit_Logs_CL` with no prelude: a
 `let GH_Audit_Logs_CL = Events;` prelude becomes a CTE with many consumers that DuckDB
-materializes, which doubled the CPU time (measured on 2M events).
+materializes (more CPU and memory for nothing).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from github_ueba.errors import InputError
 from github_ueba.events import EVENT_SCHEMA, KQL_TABLE
 from github_ueba.kql_runner import translate
 from github_ueba.kqltext import features_query, stored_functions
+from github_ueba.sources.normalize import quote_identifier, quote_literal
 
-#: Output columns of kql/ActorDayFeatures.kql, in order (see that file's header for meanings).
 #: Counts of the high-risk action groups of kql/ActorDayFeatures.kql (security-relevant changes).
 RISK_GROUP_COLUMNS: tuple[str, ...] = (
     "protection_changes",
@@ -38,6 +38,7 @@ RISK_GROUP_COLUMNS: tuple[str, ...] = (
     "members_removed",
 )
 
+#: Output columns of kql/ActorDayFeatures.kql, in order (see that file's header for meanings).
 BASE_FEATURE_COLUMNS: tuple[str, ...] = (
     "actor",
     "day",
@@ -78,14 +79,6 @@ REQUIRED_EVENT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _table_columns(name: str, path: Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"{path}: no such Parquet file (table {name!r})")
@@ -101,8 +94,9 @@ _CTE_DEFINITION = re.compile(r'(\n\s*|WITH |, ?)("[^"]+"|_[sl]\d+[^ ]*) AS \(')
 
 def inline_ctes(sql: str) -> str:
     """Mark every CTE `NOT MATERIALIZED`: DuckDB then streams each reader from Parquet instead of holding
-    the audit history in memory once per query, so the query can spill under a memory limit (10M events:
-    same time, ~30% less peak memory, and it runs under a 1 GB cap where the materialized form fails)."""
+    the audit history in memory once per query, so the query can spill under a memory limit
+    (`GITHUB_UEBA_DUCKDB_MEMORY`); materialized, it fails with "Out of Memory" under a cap instead.
+    `benchmarks/bench_ingest.py` prints time and peak memory with and without such a cap."""
     return _CTE_DEFINITION.sub(r"\1\2 AS NOT MATERIALIZED (", sql)
 
 
@@ -120,12 +114,13 @@ def run_kql(query: str, tables: dict[str, Path], functions: list[str] | None = N
         con.execute("SET preserve_insertion_order=false")  # callers sort; lets big aggregates spill
         for name, path in paths.items():
             con.execute(
-                f"CREATE VIEW {_quote_identifier(name)} AS SELECT * FROM read_parquet({_quote_literal(str(path))})"
+                f"CREATE VIEW {quote_identifier(name)} AS SELECT * FROM read_parquet({quote_literal(str(path))})"
             )
         return con.sql(inline_ctes(translation.sql), params=translation.parameters or None).to_arrow_table()
 
 
-def _empty_frame() -> pd.DataFrame:
+def empty_base_features() -> pd.DataFrame:
+    """The base-features frame with no rows (an empty window), typed like a full one."""
     columns: dict[str, pd.Series] = {
         "actor": pd.Series(dtype="str"),
         "day": pd.Series(dtype="datetime64[us]"),
@@ -161,7 +156,7 @@ def base_features(
     )
     table = run_kql(query, {KQL_TABLE: events_parquet})
     if table.num_rows == 0:
-        return _empty_frame()
+        return empty_base_features()
     frame = table.select(list(BASE_FEATURE_COLUMNS)).to_pandas()
     frame["actor"] = frame["actor"].astype("str")
     ints = list(BASE_FEATURE_COLUMNS[2:])

@@ -289,9 +289,10 @@ def _count_dtype(values: np.ndarray) -> type:
     return np.int64 if peak * peak * max(len(values), 1) < _INT64_SAFE else np.float64
 
 
-def _history_columns(layout: _Layout, n_baseline: np.ndarray, window: int, min_history: int) -> dict[str, np.ndarray]:
+def _history_columns(
+    layout: _Layout, history_days: np.ndarray, n_baseline: np.ndarray, window: int, min_history: int
+) -> dict[str, np.ndarray]:
     rows = np.arange(len(layout.order))
-    history_days = rows - layout.window_start
     previous_day = np.concatenate(([0], layout.day[:-1]))
     gap = np.where(rows == layout.actor_start, window, layout.day - previous_day)
     return {
@@ -400,7 +401,7 @@ def behaviour_features(base: pd.DataFrame, settings: FeaturesConfig, baseline: s
     for group, members in Z_GROUPS.items():
         block[:, position[group_z_column(group)]] = block[:, [position[z_column(f)] for f in members]].max(axis=1)
     block[:, position["max_z"]] = block[:, [position[group_z_column(g)] for g in Z_GROUPS]].max(axis=1)
-    counts = _history_columns(layout, n_baseline, window, settings.min_history_days)
+    counts = _history_columns(layout, history_days, n_baseline, window, settings.min_history_days)
     counts["novel_features"] = novel
     if not identity:
         for name, sorted_values in counts.items():

@@ -13,6 +13,7 @@ this module finds the files, picks the path per file and layout, and writes the 
 from __future__ import annotations
 
 import glob
+import gzip
 import logging
 import zlib
 from dataclasses import dataclass, field
@@ -24,22 +25,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from github_ueba import duckdb_conn
 from github_ueba.errors import InputError
 from github_ueba.events import EVENT_SCHEMA
 from github_ueba.io import atomic_path
 from github_ueba.sources.lines import (
-    CHUNK_BYTES,
-    GZIP_MAGIC,
-    JSON_COLUMNS,
-    JSON_FIELD_PATHS,
     LINE_MASK,
     ORDER_SHIFT,
-    STRING_ONLY_FIELDS,
     UTF8_BOM,
     ExportFile,
-    LineBatches,
     LineScan,
-    json_records_sql,
     looks_unlike_string,
     open_binary,
     scan_lines,
@@ -60,22 +55,16 @@ from github_ueba.sources.normalize import (
     quote_literal,
 )
 
-#: The reader's public API, including the line machinery re-exported from `lines.py`.
+#: The reader's public API (`ExportFile`, `LineScan` and `scan_lines` come from `lines.py`).
 __all__ = [
     "AUDIT_SUFFIXES",
-    "CHUNK_BYTES",
     "FAST_COLUMNS",
-    "JSON_COLUMNS",
-    "JSON_FIELD_PATHS",
     "MAX_JSON_VALUE_BYTES",
-    "STRING_ONLY_FIELDS",
     "ExportFile",
-    "LineBatches",
     "LineScan",
     "ReadResult",
     "describe_file",
     "discover_exports",
-    "json_records_sql",
     "read_exports",
     "read_exports_to",
     "scan_lines",
@@ -143,9 +132,8 @@ def discover_exports(path: str | Path) -> list[Path]:
 def describe_file(index: int, path: Path) -> ExportFile:
     """Sniff compression and layout: CSV by name; JSON starting with `[` is an array, else NDJSON lines."""
     try:
-        with open(path, "rb") as probe:
-            compression = "gzip" if probe.read(2) == GZIP_MAGIC else "none"
         with open_binary(path) as stream:
+            compression = "gzip" if isinstance(stream, gzip.GzipFile) else "none"
             head = stream.read(65536)
     except (OSError, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read: {err}") from None
@@ -395,6 +383,6 @@ def write_events(events: pa.Table, path: str | Path) -> None:
 
 def write_rejected(rejected: pa.Table, path: str | Path) -> None:
     """Write rejected records (`REJECTED_SCHEMA`) as NDJSON, one JSON object per line, atomically."""
-    with duckdb.connect() as con:
+    with duckdb_conn.connect() as con:
         con.register("rejected_records", rejected.cast(REJECTED_SCHEMA))
         copy_atomically(con, "SELECT * FROM rejected_records", path, NDJSON_OPTIONS)

@@ -27,7 +27,7 @@ import pandas as pd
 from github_ueba.config import Config, ConfigError, FeaturesConfig, LogAnalyticsSource
 from github_ueba.errors import UebaError
 from github_ueba.events import KQL_TABLE
-from github_ueba.features.base import BASE_FEATURE_COLUMNS
+from github_ueba.features.base import BASE_FEATURE_COLUMNS, empty_base_features
 from github_ueba.sources.la_presets import mapping_query, prelude, reads_table_directly
 
 log = logging.getLogger(__name__)
@@ -192,13 +192,6 @@ def table_to_frame(table: Any) -> pd.DataFrame:
     if "day" in frame:
         frame["day"] = frame["day"].dt.floor("D")
     return frame
-
-
-def empty_base_features() -> pd.DataFrame:
-    """The base-features frame with no rows (an empty window)."""
-    columns = {"actor": pd.Series(dtype="str"), "day": pd.Series(dtype="datetime64[us]")}
-    columns.update({name: pd.Series(dtype="int64") for name in BASE_FEATURE_COLUMNS[2:]})
-    return pd.DataFrame(columns)
 
 
 class LogAnalyticsFeatureSource:

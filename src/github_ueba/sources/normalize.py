@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any, overload
 
 import duckdb
-
-from github_ueba import duckdb_conn
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from github_ueba import duckdb_conn
 from github_ueba.events import EVENT_COLUMNS, EVENT_SCHEMA
 from github_ueba.io import atomic_path
 

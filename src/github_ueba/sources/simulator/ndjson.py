@@ -8,7 +8,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from github_ueba import io
+from github_ueba import duckdb_conn
+from github_ueba.sources.normalize import copy_atomically, quote_identifier, quote_literal
 
 
 def write_ndjson(table: pa.Table, path: str | Path, omit_nulls: bool = True) -> Path:
@@ -20,20 +21,16 @@ def write_ndjson(table: pa.Table, path: str | Path, omit_nulls: bool = True) -> 
     """
     target = Path(path)
     compression = "gzip" if target.suffix == ".gz" else "none"
-    con = duckdb.connect()
+    if omit_nulls:
+        query = f"SELECT {_ndjson_line_sql(table.schema)} FROM raw_events"
+        options = f"FORMAT CSV, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f', COMPRESSION {compression}"
+    else:
+        query, options = "SELECT * FROM raw_events", f"FORMAT JSON, COMPRESSION {compression}"
+    con = duckdb_conn.connect()
     try:
         con.execute("SET enable_progress_bar = false")
         con.register("raw_events", table)
-        with io.atomic_path(target) as tmp:
-            tmp_sql = str(tmp).replace("'", "''")
-            if omit_nulls:
-                line = _ndjson_line_sql(table.schema)
-                con.execute(
-                    f"COPY (SELECT {line} FROM raw_events) TO '{tmp_sql}' "
-                    f"(FORMAT CSV, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f', COMPRESSION {compression})"
-                )
-            else:
-                con.execute(f"COPY (SELECT * FROM raw_events) TO '{tmp_sql}' (FORMAT JSON, COMPRESSION {compression})")
+        copy_atomically(con, query, target, options)
     except (duckdb.Error, OSError) as err:
         raise OSError(f"{target}: cannot write NDJSON: {err}") from err
     finally:
@@ -49,13 +46,12 @@ def _ndjson_line_sql(schema: pa.Schema) -> str:
     """
     pieces = []
     for f in schema:
-        column = '"' + f.name.replace('"', '""') + '"'
-        key = json.dumps(f.name).replace("'", "''")
+        column = quote_identifier(f.name)
         if pa.types.is_integer(f.type):
             value = f"CAST({column} AS VARCHAR)"
         elif pa.types.is_struct(f.type):
             value = f"json_strip_nulls(to_json({column}))"
         else:
             value = f"to_json({column})"
-        pieces.append(f"'{key}:' || {value}")
+        pieces.append(f"{quote_literal(json.dumps(f.name) + ':')} || {value}")
     return "'{' || concat_ws(',', " + ", ".join(pieces) + ") || '}'"
