@@ -134,8 +134,8 @@ def build_project(root: Path) -> Project:
 def migrated_store(cache: pytest.Cache, dest: Path) -> str:
     """Copy an empty, already-migrated MLflow sqlite DB to `dest`; return its URI.
 
-    Creating and migrating a fresh store takes 4-8 s on two cores; the template is built once per
-    MLflow version in pytest's cache folder.
+    Creating and migrating a fresh store runs every MLflow schema migration, which is slow; the
+    template is built once per MLflow version in pytest's cache folder.
     """
     template = cache.mkdir(f"mlflow-{mlflow.__version__}-empty-store") / "mlflow.db"
     if not template.exists():

@@ -11,11 +11,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from github_ueba.config import Config
+from github_ueba.duckdb_conn import connect
 from github_ueba.errors import InputError
 
 WIDTH = 100
@@ -164,7 +164,7 @@ def events_by_action(events_path: Path, actor: str, day: dt.date) -> pd.DataFram
         ORDER BY events DESC, action
     """
     params = {"path": str(events_path), "actor": actor, "start": start_ms, "end": end_ms, "examples": EXAMPLES}
-    with duckdb.connect() as con:
+    with connect() as con:
         return con.execute(query, params).df()
 
 

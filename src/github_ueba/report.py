@@ -369,8 +369,9 @@ def render_report(data: ReportData) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """An optional run output: {} when it is missing or unreadable (the report shows what exists)."""
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
+        return io.read_json(path) if path.exists() else {}
     except (OSError, json.JSONDecodeError):
         return {}
 

@@ -15,7 +15,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from github_ueba import io
@@ -32,12 +31,9 @@ def score_dir(cfg: Config) -> Path:
     return Path(cfg.paths.data) / "score"
 
 
-def _covered(table_path: Path, days: list[dt.date]) -> bool:
+def _covers(table: pd.DataFrame, days: list[dt.date]) -> bool:
     """Whether the features table's day range includes every requested day."""
-    if not table_path.exists():
-        return False
-    span = pd.read_parquet(table_path, columns=["day"])["day"].agg(["min", "max"])
-    return bool(span["min"] <= pd.Timestamp(min(days)) and pd.Timestamp(max(days)) <= span["max"])
+    return bool(table["day"].min() <= pd.Timestamp(min(days)) and pd.Timestamp(max(days)) <= table["day"].max())
 
 
 def work_config(cfg: Config, days: list[dt.date] | None) -> Config:
@@ -59,9 +55,11 @@ def features_for(cfg: Config, days: list[dt.date] | None) -> tuple[pd.DataFrame,
     from github_ueba import stages
 
     existing = stages.stage_dir(cfg, "features") / "features.parquet"
-    if days and _covered(existing, days):
-        log.info("score: reusing %s", existing)
-        return pd.read_parquet(existing), days
+    if days and existing.exists():
+        table = stages.load_features(cfg)
+        if _covers(table, days):
+            log.info("score: reusing %s", existing)
+            return table, days
     work = work_config(cfg, days)
     log.info("score: computing features into %s (window ending %s)", work.paths.data, work.window.end or "latest")
     stages.ingest(work)
@@ -69,24 +67,14 @@ def features_for(cfg: Config, days: list[dt.date] | None) -> tuple[pd.DataFrame,
     return stages.load_features(work), days or [stages.read_window(work).end]
 
 
-def score_frame(pyfunc_model: Any, rows: pd.DataFrame) -> pd.DataFrame:
-    """Score feature rows with the pyfunc, flag them by the model's stored threshold policy, add reasons."""
-    from github_ueba.explain import reasons
-    from github_ueba.model import flag
+def score_frame(cfg: Config, pyfunc_model: Any, rows: pd.DataFrame) -> pd.DataFrame:
+    """Score feature rows with the pyfunc's detector, flagged by the model's stored threshold policy, with reasons."""
     from github_ueba.serving import threshold_from_spec
+    from github_ueba.stages import score_rows
 
     wrapper = pyfunc_model.unwrap_python_model()
-    detector, spec = wrapper.detector, wrapper.spec
-    predicted = pyfunc_model.predict(rows[spec["feature_names"]])
-    scored = rows.reset_index(drop=True).assign(anomaly_score=predicted["anomaly_score"].to_numpy(dtype=np.float64))
-    decision = -scored["anomaly_score"].to_numpy()
-    keys = scored[["actor", "day", "anomaly_score"]]
-    scored["is_anomaly"] = flag(keys, decision, threshold_from_spec(spec), detector)
-    scored["reasons"] = ""
-    flagged = scored["is_anomaly"].to_numpy()
-    if flagged.any():
-        scored.loc[flagged, "reasons"] = reasons(detector, scored.loc[flagged])
-    return scored
+    model = dataclasses.replace(cfg.model, threshold=threshold_from_spec(wrapper.spec))
+    return score_rows(dataclasses.replace(cfg, model=model), wrapper.detector, rows.reset_index(drop=True))
 
 
 def score(cfg: Config, model_uri: str | None = None, days: list[dt.date] | None = None) -> list[Path]:
@@ -106,7 +94,7 @@ def score(cfg: Config, model_uri: str | None = None, days: list[dt.date] | None 
             f"no actor-days on {', '.join(d.isoformat() for d in empty)} in source '{cfg.source.name}' "
             "(no audit events those days, or outside the source's data)"
         )
-    scored = score_frame(pyfunc_model, rows)
+    scored = score_frame(cfg, pyfunc_model, rows)
     scored = scored.sort_values(["day", "anomaly_score"], ascending=[True, False], kind="stable")
     scored["day"] = scored["day"].dt.strftime("%Y-%m-%d")
     out = score_dir(cfg)

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -374,10 +375,14 @@ def _train_run(cfg: Config, client: MlflowClient) -> tuple[Any, dict[str, Any]] 
         return None
 
 
-def _detect_artifacts(cfg: Config, detect_dir: Path, staging: Path) -> Path:
-    """Copy the detect outputs (pseudonymized if configured) plus quality.json and the config into `staging`."""
-    present = [name for name in ("scores.csv", "anomalies.csv") if (detect_dir / name).exists()]
-    tables = {name: pd.read_csv(detect_dir / name) for name in present}
+def _detect_tables(detect_dir: Path) -> dict[str, pd.DataFrame]:
+    """The detect CSVs present in `detect_dir` (scores.csv, anomalies.csv), read once for metrics and artifacts."""
+    names = [name for name in ("scores.csv", "anomalies.csv") if (detect_dir / name).exists()]
+    return {name: pd.read_csv(detect_dir / name) for name in names}
+
+
+def _detect_artifacts(cfg: Config, detect_dir: Path, tables: dict[str, pd.DataFrame], staging: Path) -> Path:
+    """Stage the detect tables (pseudonymized if configured), plots, quality.json, metrics.json and the config."""
     if cfg.tracking.pseudonymize_actors:
         key = pseudonym_key()
         mapping = pseudonym_map(pd.concat([t["actor"] for t in tables.values() if "actor" in t]), key)
@@ -390,22 +395,21 @@ def _detect_artifacts(cfg: Config, detect_dir: Path, staging: Path) -> Path:
     if plots.is_dir():
         (out / "plots").mkdir()
         for plot in plots.glob("*.csv"):
-            (out / "plots" / plot.name).write_bytes(plot.read_bytes())
+            shutil.copyfile(plot, out / "plots" / plot.name)
     for source in (Path(cfg.paths.data) / "ingest" / "quality.json", detect_dir / "metrics.json"):
         if source.exists():
-            (out / source.name).write_bytes(source.read_bytes())
+            shutil.copyfile(source, out / source.name)
     (out / "params.yaml").write_text(yaml.safe_dump(redacted_config(cfg), sort_keys=False))
     return out
 
 
-def _detect_metrics(detect_dir: Path, metrics: dict[str, Any]) -> dict[str, float]:
+def _detect_metrics(tables: dict[str, pd.DataFrame], metrics: dict[str, Any]) -> dict[str, float]:
     renamed = {("detect_seconds" if k == "seconds" else k): v for k, v in metrics.items()}
     flat = flat_metrics(renamed)
-    scores_file, anomalies_file = detect_dir / "scores.csv", detect_dir / "anomalies.csv"
-    if scores_file.exists():
-        flat.update(score_quantiles(pd.read_csv(scores_file, usecols=["anomaly_score"])["anomaly_score"]))
-    if anomalies_file.exists():
-        flat["n_anomalies"] = float(len(pd.read_csv(anomalies_file, usecols=["actor"])))
+    if "scores.csv" in tables:
+        flat.update(score_quantiles(tables["scores.csv"]["anomaly_score"]))
+    if "anomalies.csv" in tables:
+        flat["n_anomalies"] = float(len(tables["anomalies.csv"]))
     return flat
 
 
@@ -424,10 +428,11 @@ def log_detect(cfg: Config, detect_dir: str | Path, metrics: dict[str, Any]) -> 
     experiment_id = connect(cfg)
     client = MlflowClient()
     params = flat_params(cfg)
-    run_metrics = _detect_metrics(detect_dir, metrics)
+    tables = _detect_tables(detect_dir)
+    run_metrics = _detect_metrics(tables, metrics)
     found = _train_run(cfg, client)
     with tempfile.TemporaryDirectory() as tmp:
-        staged = _detect_artifacts(cfg, detect_dir, Path(tmp))
+        staged = _detect_artifacts(cfg, detect_dir, tables, Path(tmp))
         if found is None:
             with mlflow.start_run(experiment_id=experiment_id, run_name="detect") as run:
                 mlflow.set_tags({**_run_tags(cfg, "detect"), DETECT_TAG: "true"})

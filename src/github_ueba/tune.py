@@ -9,6 +9,7 @@ trial's model settings are written to `conf/model/tuned.yaml` (`github-ueba trai
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -53,7 +54,7 @@ TRIAL_ERRORS = (ValueError, UebaError)
 #: Excess-Mass: the curve is integrated while EM(t) stays above this mass (Goix 2016 uses 0.9).
 EM_T_MAX = 0.9
 EM_UNIFORM_SAMPLES = 10_000
-EM_SUBSETS = 8  # feature subsets averaged (the box of all ~60 features is almost all empty space)
+EM_SUBSETS = 8  # feature subsets averaged (in many dimensions the bounding box is almost all empty space)
 EM_SUBSET_SIZE = 5
 
 
@@ -347,6 +348,12 @@ class Evaluator:
     objective: str
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
+    @functools.cached_property
+    def base_features(self) -> pd.DataFrame:
+        """The ingest stage's base features, read once for all the features settings a study tries."""
+        path = stages.require(stages.stage_dir(self.base_cfg, "ingest") / "base_features.parquet", "ingest")
+        return pd.read_parquet(path)
+
     def features_for(self, cfg: Config) -> pd.DataFrame:
         """The features table for `cfg.features`: the stage's output, or recomputed once per setting."""
         key = json.dumps(to_dict(cfg)["features"], sort_keys=True)
@@ -359,8 +366,7 @@ class Evaluator:
                 base = to_dict(self.base_cfg)["features"]
                 changed = {k: v for k, v in to_dict(cfg)["features"].items() if v != base[k]}
                 log.info("tune: recomputing behaviour features for %s", changed)
-                base_path = stages.require(stages.stage_dir(cfg, "ingest") / "base_features.parquet", "ingest")
-                table = behaviour_features(pd.read_parquet(base_path), cfg.features)
+                table = behaviour_features(self.base_features, cfg.features)
                 if cfg.features.bots == "drop":
                     table = table.loc[~table["is_bot"]].reset_index(drop=True)
                 self.tables[key] = table
@@ -389,7 +395,7 @@ class Evaluator:
             labels = self.labels.loc[_in_window(self.labels, self.window)]
             found = detection_metrics(scored[["actor", "day", "anomaly_score", "is_anomaly"]], labels)
             metrics.update({k: v for k, v in found.items() if k != "notes"})
-            metrics["flag_f1"] = _flag_f1(found)
+            metrics["flag_f1"] = found["flagged_f1"]
         if self.objective == "excess_mass":
             columns = list(detector.feature_names_in_)
             metrics["excess_mass"] = detector_excess_mass(cfg, train_rows, rows, columns)
@@ -402,19 +408,6 @@ class Evaluator:
         if bad:
             raise ValueError(f"objective value {bad} is missing or not finite on the validation window")
         return [float(v) for v in values]
-
-
-def _flag_f1(metrics: dict[str, Any]) -> float | None:
-    """F1 of the flagged set, under whichever name `detection_metrics` gives it (or from P and R)."""
-    for key in ("flag_f1", "flagged_f1"):
-        if metrics.get(key) is not None:
-            return float(metrics[key])
-    precision = metrics.get("flag_precision", metrics.get("flagged_precision"))
-    recall = metrics.get("flag_recall", metrics.get("flagged_recall"))
-    if precision is None or recall is None:
-        return None
-    p, r = float(precision), float(recall)
-    return 0.0 if p + r == 0 or math.isnan(p + r) else 2 * p * r / (p + r)
 
 
 # ------------------------------------------------------------------------------------ results
