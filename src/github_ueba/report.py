@@ -438,8 +438,10 @@ def _ranked(scored: pd.DataFrame) -> pd.DataFrame:
     return flagged[[c for c in keep if c in flagged]].reset_index(drop=True)
 
 
-def report_data(cfg: Config, detect_dir: Path, scored: pd.DataFrame | None, metrics: dict | None) -> ReportData:
-    """Gather what the report shows from the run's outputs (or the `scored` table and `metrics` given)."""
+def report_data(cfg: Config, detect_dir: Path, scored: pd.DataFrame | None, metrics: dict | None,
+                history: pd.DataFrame | None = None) -> ReportData:
+    """Gather what the report shows from the run's outputs (or the `scored`, `metrics` and features
+    `history` tables given, as `detect` does, so nothing is read twice)."""
     from github_ueba.stages import labelled, load_features, require
 
     data_dir = Path(cfg.paths.data)
@@ -458,7 +460,7 @@ def report_data(cfg: Config, detect_dir: Path, scored: pd.DataFrame | None, metr
         scores=scores,
         summary=run_summary(cfg, data_dir),
         metrics=metrics,
-        history=load_features(cfg),
+        history=load_features(cfg) if history is None else history,
         baseline_days=cfg.features.baseline_days,
         threshold_score=-threshold.cutoff if threshold.policy == "fixed" else None,
         threshold_label=f"threshold (policy {threshold.policy})",
@@ -466,10 +468,11 @@ def report_data(cfg: Config, detect_dir: Path, scored: pd.DataFrame | None, metr
     )
 
 
-def write_report(cfg: Config, detect_dir: Path, scored: pd.DataFrame | None = None, metrics: dict | None = None) -> Path:
+def write_report(cfg: Config, detect_dir: Path, scored: pd.DataFrame | None = None, metrics: dict | None = None,
+                 history: pd.DataFrame | None = None) -> Path:
     """Write `<detect_dir>/report.html` (atomically) and return its path."""
     detect_dir = Path(detect_dir)
-    document = render_report(report_data(cfg, detect_dir, scored, metrics))
+    document = render_report(report_data(cfg, detect_dir, scored, metrics, history))
     path = detect_dir / "report.html"
     with io.atomic_path(path) as tmp:
         tmp.write_text(document, encoding="utf-8")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from github_ueba import duckdb_conn, io
 from github_ueba.bots import mark_bots
-from github_ueba.config import Config
+from github_ueba.config import Config, FeaturesConfig
 from github_ueba.errors import InputError
 from github_ueba.window import Window, last_full_day, resolve
 
@@ -145,13 +145,9 @@ def ingest(cfg: Config) -> dict[str, Any]:
 
 def features(cfg: Config) -> dict[str, Any]:
     """Add per-actor behaviour features (trailing baselines, z-scores, history depth)."""
-    from github_ueba.features.behaviour import behaviour_features
-
     started = time.perf_counter()
     base = pd.read_parquet(require(stage_dir(cfg, "ingest") / "base_features.parquet", "ingest"))
-    table = behaviour_features(base, cfg.features)
-    if cfg.features.bots == "drop":
-        table = table.loc[~table["is_bot"]].reset_index(drop=True)
+    table = build_features(base, cfg.features)
     out = stage_dir(cfg, "features")
     io.write_parquet(table, out / "features.parquet")
     summary = {
@@ -161,6 +157,16 @@ def features(cfg: Config) -> dict[str, Any]:
     }
     io.write_json(summary, out / "summary.json")
     return summary
+
+
+def build_features(base: pd.DataFrame, settings: FeaturesConfig) -> pd.DataFrame:
+    """Behaviour features on the base table; bot rows dropped when `features.bots=drop`."""
+    from github_ueba.features.behaviour import behaviour_features
+
+    table = behaviour_features(base, settings)
+    if settings.bots == "drop":
+        table = table.loc[~table["is_bot"]].reset_index(drop=True)
+    return table
 
 
 def load_features(cfg: Config) -> pd.DataFrame:
@@ -205,7 +211,7 @@ def train(cfg: Config) -> dict[str, Any]:
     io.write_json(metrics, stage_dir(cfg, "train") / "metrics.json")
     from github_ueba import tracking
 
-    tracking.log_train(cfg, detector, rows, metrics)
+    tracking.log_train(cfg, detector, rows, metrics, scores=scores)
     return metrics
 
 
@@ -280,7 +286,7 @@ def detect(cfg: Config) -> dict[str, Any]:
     from github_ueba import tracking
     from github_ueba.report import write_report
 
-    write_report(cfg, out, scored, metrics)
+    write_report(cfg, out, scored, metrics, history=table)
     tracking.log_detect(cfg, out, metrics)
     return metrics
 

@@ -277,7 +277,8 @@ def _log_model(cfg: Config, detector: Any, rows: pd.DataFrame, model_file: Path)
         )
 
 
-def log_train(cfg: Config, detector: Any, rows: pd.DataFrame, metrics: dict[str, Any]) -> str | None:
+def log_train(cfg: Config, detector: Any, rows: pd.DataFrame, metrics: dict[str, Any],
+              scores: np.ndarray | None = None) -> str | None:
     """Log a train run (params, metrics, features, config, registered pyfunc model); return its id.
 
     Call after `models/model.joblib` is written. Writes `<data>/train/mlflow.json` for `log_detect`.
@@ -293,7 +294,7 @@ def log_train(cfg: Config, detector: Any, rows: pd.DataFrame, metrics: dict[str,
     if not model_file.exists():
         raise TrackingError(f"{model_file}: missing; log_train must run after the model is written")
     experiment_id = connect(cfg)
-    scores = detector.anomaly_score(rows)
+    scores = detector.anomaly_score(rows) if scores is None else scores
     run_metrics = {**flat_metrics({k if k.startswith("train_") else f"train_{k}": v for k, v in metrics.items()}),
                    **score_quantiles(scores, "train_score_")}
     with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")) as run:

@@ -361,15 +361,10 @@ class Evaluator:
             if key == json.dumps(to_dict(self.base_cfg)["features"], sort_keys=True):
                 self.tables[key] = stages.load_features(self.base_cfg)
             else:
-                from github_ueba.features.behaviour import behaviour_features
-
                 base = to_dict(self.base_cfg)["features"]
                 changed = {k: v for k, v in to_dict(cfg)["features"].items() if v != base[k]}
                 log.info("tune: recomputing behaviour features for %s", changed)
-                table = behaviour_features(self.base_features, cfg.features)
-                if cfg.features.bots == "drop":
-                    table = table.loc[~table["is_bot"]].reset_index(drop=True)
-                self.tables[key] = table
+                self.tables[key] = stages.build_features(self.base_features, cfg.features)
         return self.tables[key]
 
     def evaluate(self, cfg: Config) -> dict[str, Any]:
